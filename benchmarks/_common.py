@@ -1,0 +1,79 @@
+"""Shared plumbing for the benchmark scripts (output conventions of DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+
+def machine_info() -> dict[str, Any]:
+  import jax
+  info = {
+      "devices": ", ".join(sorted({f"{d.platform}:{d.device_kind}" for d in jax.devices()})),
+      "device_count": jax.device_count(),
+      "cpu_count": os.cpu_count(),
+      "python": platform.python_version(),
+      "jax": jax.__version__,
+  }
+  for name in ("flax", "librosa", "numpy"):
+    try:
+      info[name] = __import__(name).__version__
+    except ImportError:
+      pass
+  return info
+
+
+def time_call(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1) -> float:
+  """Best wall time of ``fn()`` in seconds; ``fn`` must block until its result is ready."""
+  for _ in range(warmup):
+    fn()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def row(case: str, *, unit: str, ours: float, reference: float | None, reference_name: str | None,
+        higher_is_better: bool = False, **extra: Any) -> dict[str, Any]:
+  """One result row; ``ratio`` is how many times better ours is."""
+  ratio = None
+  if reference is not None and ours > 0 and reference > 0:
+    ratio = ours / reference if higher_is_better else reference / ours
+  return {"case": case, **extra, "unit": unit, "ours": ours, "reference": reference,
+          "reference_name": reference_name, "ratio": ratio}
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+  return p
+
+
+def emit(benchmark: str, rows: Sequence[dict[str, Any]], *, as_json: bool,
+         extra_columns: Sequence[str] = ()) -> None:
+  """Prints the rows as a table (or one JSON object with ``--json``)."""
+  if as_json:
+    json.dump({"benchmark": benchmark, "machine": machine_info(), "rows": list(rows)}, sys.stdout)
+    sys.stdout.write("\n")
+    return
+  columns = ["case", *extra_columns, "unit", "ours", "reference", "reference_name", "ratio"]
+  def fmt(value):
+    if value is None:
+      return "-"
+    if isinstance(value, float):
+      return f"{value:.4g}"
+    return str(value)
+  table = [[fmt(r.get(c)) for c in columns] for r in rows]
+  widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c)
+            for i, c in enumerate(columns)]
+  print(f"# {benchmark} on {machine_info()['devices']} ({os.cpu_count()} CPU cores)")
+  print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+  for t in table:
+    print("  ".join(v.ljust(w) for v, w in zip(t, widths)))

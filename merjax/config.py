@@ -1,0 +1,248 @@
+"""Configuration as code: frozen dataclasses with the paper's values as defaults.
+
+Variants are made with :func:`dataclasses.replace` (or :meth:`Config.replace`), the way
+flax examples override a base config. Table 2 of Louro et al. (2024) is available through
+:func:`paper_hparams`.
+
+References:
+  Louro et al., "Improving Music Emotion Recognition by Leveraging Handcrafted and Learned
+  Features", LAMIR 2024 (``../shared/reference``), Section 3 and Table 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
+STAGES: tuple[str, ...] = ("cnn", "dnn", "fusion")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+# Keras Tuner search space of the authors' group (DESIGN.md §1).
+LEARNING_RATES: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+BATCH_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)
+
+
+class _Replaceable:
+  def replace(self, **changes: Any):
+    """Returns a copy with ``changes`` applied (fields are validated again)."""
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig(_Replaceable):
+  """Audio front end: decoding, clip length and the librosa-default mel spectrogram."""
+
+  sample_rate: int = 16000
+  clip_seconds: float = 30.0
+  n_fft: int = 2048
+  hop_length: int = 512
+  n_mels: int = 128
+  fmin: float = 0.0
+  fmax: float | None = None
+  # power_to_db (our choice, DESIGN.md §1): ref=1.0 so that power shift survives.
+  ref: float = 1.0
+  amin: float = 1e-10
+  top_db: float | None = 80.0
+
+  def __post_init__(self):
+    if self.sample_rate <= 0:
+      raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+    if self.clip_seconds <= 0:
+      raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
+    if self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
+      raise ValueError(
+          f"n_fft, hop_length and n_mels must be positive, got {self.n_fft}, "
+          f"{self.hop_length}, {self.n_mels}")
+
+  @property
+  def clip_samples(self) -> int:
+    return int(round(self.clip_seconds * self.sample_rate))
+
+  @property
+  def frames(self) -> int:
+    """Mel frames of one clip with ``center=True``: ``1 + samples // hop``."""
+    return 1 + self.clip_samples // self.hop_length
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig(_Replaceable):
+  """The paper's four waveform augmentations (CNN branch, training split only)."""
+
+  mode: Literal["none", "offline", "online"] = "offline"
+  transforms: tuple[str, ...] = ("time_shift", "pitch_shift", "time_stretch", "power_shift")
+  max_shift_seconds: float = 5.0
+  max_semitones: float = 2.0
+  min_rate: float = 0.5
+  max_rate: float = 1.5
+  max_gain_db: float = 10.0
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.mode not in ("none", "offline", "online"):
+      raise ValueError(f"augment mode must be none, offline or online, got {self.mode!r}")
+    known = {"time_shift", "pitch_shift", "time_stretch", "power_shift"}
+    unknown = set(self.transforms) - known
+    if unknown:
+      raise ValueError(f"unknown augmentation(s) {sorted(unknown)}; known: {sorted(known)}")
+    if not 0 < self.min_rate <= self.max_rate:
+      raise ValueError(f"need 0 < min_rate <= max_rate, got {self.min_rate}, {self.max_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Replaceable):
+  """Layer sizes of the three networks (DESIGN.md §1)."""
+
+  n_classes: int = 4
+  # CNN (Choi et al. 2016, as in the authors' group's Keras code).
+  conv_filters: int = 32
+  conv_pools: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (3, 2), (3, 2))  # (time, mel)
+  conv_dropout: float = 0.1
+  cnn_dense_dropout: float = 0.4
+  cnn_embedding: int = 300
+  batchnorm_momentum: float = 0.99  # Keras defaults
+  batchnorm_epsilon: float = 1e-3
+  # DNN on handcrafted features (our choice).
+  dnn_hidden: tuple[int, ...] = (512, 256, 100)
+  dnn_dropout: float = 0.3
+  # Fusion classifier: three Dense layers, the last with n_classes outputs (our choice of widths).
+  fusion_hidden: tuple[int, ...] = (200, 100)
+  fusion_dropout: float = 0.3
+  # "fast" uses the custom-VJP pooling of merjax.models.layers; "plain" uses flax's max_pool.
+  cnn_impl: Literal["fast", "plain"] = "fast"
+  # Compute dtype; params and BatchNorm statistics stay float32.
+  dtype: Literal["float32", "bfloat16"] = "float32"
+
+  def __post_init__(self):
+    if len(self.conv_pools) < 1:
+      raise ValueError("conv_pools needs at least one block")
+    if self.cnn_impl not in ("fast", "plain"):
+      raise ValueError(f"cnn_impl must be 'fast' or 'plain', got {self.cnn_impl!r}")
+    if self.dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Replaceable):
+  """One stage's optimisation settings and the paper's stopping rules."""
+
+  optimizer: str = "sgd"
+  learning_rate: float = 1e-2
+  batch_size: int = 32
+  max_epochs: int = 200
+  patience: int = 15
+  train_accuracy_stop: float | None = 0.90
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+    if not self.learning_rate > 0:
+      raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+    if self.batch_size <= 0:
+      raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+    if self.max_epochs <= 0:
+      raise ValueError(f"max_epochs must be positive, got {self.max_epochs}")
+    if self.patience <= 0:
+      raise ValueError(f"patience must be positive, got {self.patience}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig(_Replaceable):
+  """Bayesian search per stage (Keras Tuner protocol of the paper)."""
+
+  trials: int = 10
+  searcher: Literal["gp", "tpe", "random"] = "gp"
+  startup_trials: int = 3
+  optimizers: tuple[str, ...] = OPTIMIZERS
+  learning_rates: tuple[float, ...] = LEARNING_RATES
+  batch_sizes: tuple[int, ...] = BATCH_SIZES
+  max_concurrent: int = 1
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.trials <= 0:
+      raise ValueError(f"trials must be positive, got {self.trials}")
+    if self.searcher not in ("gp", "tpe", "random"):
+      raise ValueError(f"searcher must be gp, tpe or random, got {self.searcher!r}")
+
+
+# Table 2 of the paper: (batch size, optimizer, learning rate) for the CNN, DNN and fusion stages.
+_TABLE2: dict[str, dict[str, tuple[int, str, float]]] = {
+    "merge_audio_complete": {"cnn": (32, "sgd", 1e-2), "dnn": (128, "sgd", 1e-2),
+                             "fusion": (16, "adam", 1e-2)},
+    "merge_audio_balanced": {"cnn": (32, "sgd", 1e-2), "dnn": (128, "adam", 1e-4),
+                             "fusion": (32, "sgd", 1e-3)},
+    "merge_bimodal_complete": {"cnn": (32, "sgd", 1e-2), "dnn": (128, "sgd", 1e-2),
+                               "fusion": (64, "sgd", 1e-4)},
+    "merge_bimodal_balanced": {"cnn": (32, "adam", 1e-3), "dnn": (32, "sgd", 1e-2),
+                               "fusion": (64, "adam", 1e-3)},
+}
+PAPER_DATASETS: tuple[str, ...] = tuple(_TABLE2)
+
+
+def paper_hparams(dataset: str, stage: str, **overrides: Any) -> TrainConfig:
+  """The paper's best hyperparameters (Table 2) for one dataset and stage.
+
+  Args:
+    dataset: one of :data:`PAPER_DATASETS`, e.g. ``"merge_audio_balanced"``
+      (``"merge:audio_balanced"`` is accepted too).
+    stage: ``"cnn"``, ``"dnn"`` or ``"fusion"``.
+    **overrides: any other :class:`TrainConfig` field (``max_epochs``, ``seed``, ...).
+
+  Returns:
+    A :class:`TrainConfig` with the paper's batch size, optimizer and learning rate.
+  """
+  key = dataset.replace(":", "_").lower()
+  if key not in _TABLE2:
+    raise ValueError(f"no Table 2 preset for dataset {dataset!r}; known: {list(PAPER_DATASETS)}")
+  if stage not in STAGES:
+    raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+  batch_size, optimizer, learning_rate = _TABLE2[key][stage]
+  return TrainConfig(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size,
+                     **overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(_Replaceable):
+  """Everything a run needs; ``experiment(...)`` functions return one of these."""
+
+  audio: AudioConfig = AudioConfig()
+  augment: AugmentConfig = AugmentConfig()
+  model: ModelConfig = ModelConfig()
+  cnn: TrainConfig = paper_hparams("merge_audio_balanced", "cnn")
+  dnn: TrainConfig = paper_hparams("merge_audio_balanced", "dnn")
+  fusion: TrainConfig = paper_hparams("merge_audio_balanced", "fusion")
+  tune: TuneConfig = TuneConfig()
+  features_backend: str = "builtin"
+  seed: int = 0
+
+  def stage(self, name: str) -> TrainConfig:
+    if name not in STAGES:
+      raise ValueError(f"stage must be one of {STAGES}, got {name!r}")
+    return getattr(self, name)
+
+
+def paper_config(dataset: str = "merge_audio_balanced") -> Config:
+  """The full paper protocol for one MERGE dataset (Table 2 hyperparameters per stage)."""
+  return Config(**{stage: paper_hparams(dataset, stage) for stage in STAGES})
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+  """Inverse of ``Config.to_dict`` (used to reload a saved model directory's config)."""
+  def tuples(value):
+    if isinstance(value, list):
+      return tuple(tuples(v) for v in value)
+    return value
+
+  sections = {"audio": AudioConfig, "augment": AugmentConfig, "model": ModelConfig,
+              "cnn": TrainConfig, "dnn": TrainConfig, "fusion": TrainConfig, "tune": TuneConfig}
+  kwargs = {}
+  for key, value in data.items():
+    if key in sections:
+      kwargs[key] = sections[key](**{k: tuples(v) for k, v in value.items()})
+    else:
+      kwargs[key] = value
+  return Config(**kwargs)

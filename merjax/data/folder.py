@@ -1,0 +1,122 @@
+"""Your own clips: any tree of Q1..Q4 folders, or a CSV listing path, quadrant and split.
+
+Folder trees: every audio file whose nearest ``Q1``..``Q4`` ancestor folder gives its quadrant;
+an ancestor folder named ``train``, ``validate`` (or ``validation``/``val``) or ``test`` gives its
+split, e.g. ``train/Q2/song.mp3``. CSV files: columns ``path`` (relative to the CSV's folder),
+``quadrant`` and optionally ``split``. Either way, without splits a seeded stratified 70-15-15
+split is drawn and saved next to the data (``merjax_split_70_15_15_seed<seed>.csv``), and reused.
+Song ids are the paths relative to the root without the extension.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from merjax.audio.io import AUDIO_EXTENSIONS
+from merjax.data._index import (Entry, Problem, Song, SongTable, drawn_splits,
+                                duplicate_problems, parse_csv, parse_quadrant)
+from merjax.data._tree import Tree
+from merjax.data.splits import SPLITS
+from merjax.errors import MerjaxError
+
+_SPLIT_ALIASES = {"train": "train", "training": "train", "validate": "validate",
+                  "validation": "validate", "val": "validate", "valid": "validate",
+                  "test": "test", "testing": "test"}
+
+
+def _split_name(value: str) -> str | None:
+  return _SPLIT_ALIASES.get(value.strip().lower())
+
+
+def _from_tree(tree: Tree) -> list[tuple[str, str, int, str | None]]:
+  """(song_id, relative path, quadrant, split or None) for every audio file under a Qn folder."""
+  found = []
+  for rel in tree.files():
+    stem, ext = posixpath.splitext(rel)
+    if ext.lower() not in AUDIO_EXTENSIONS:
+      continue
+    folders = rel.split("/")[:-1]
+    quadrants = [parse_quadrant(f) for f in folders if f.upper().startswith("Q")]
+    quadrants = [q for q in quadrants if q is not None]
+    if not quadrants:
+      continue
+    splits = [s for s in map(_split_name, folders) if s is not None]
+    found.append((stem, rel, quadrants[-1], splits[-1] if splits else None))
+  return found
+
+
+def _from_csv(path: str) -> tuple[Tree, list[tuple[str, str, int, str | None]], list[Problem]]:
+  with open(path, encoding="utf-8-sig") as f:
+    table = parse_csv(f.read(), label=path)
+  tree = Tree(os.path.dirname(path))
+  paths = table.column("path", "file", "filename")
+  labels = table.column("quadrant", "label")
+  splits = table.column("split") if table.has("split") else [""] * len(paths)
+  found, problems = [], []
+  for rel, label, split in zip(paths, labels, splits):
+    if not rel:
+      continue
+    rel = rel.replace(os.sep, "/")
+    song_id = posixpath.splitext(rel)[0]
+    quadrant = parse_quadrant(label)
+    split_name = _split_name(split) if split.strip() else None
+    if quadrant is None:
+      problems.append(Problem(song_id, f"unknown quadrant label {label!r} in {path} "
+                                       f"(expected Q1..Q4)"))
+    elif split.strip() and split_name is None:
+      problems.append(Problem(song_id, f"unknown split {split!r} in {path} "
+                                       f"(expected {', '.join(SPLITS)})"))
+    elif not os.path.isfile(os.path.join(tree.location, rel)):
+      problems.append(Problem(song_id, f"missing audio: {os.path.join(tree.location, rel)} "
+                                       f"does not exist"))
+    else:
+      found.append((song_id, rel, quadrant, split_name))
+  return tree, found, problems
+
+
+def read_folder(path: str | os.PathLike, *, name: str = "folder", seed: int = 0,
+                fallback_dir: str | None = None) -> SongTable:
+  """Reads a folder tree (or zip) of Q1..Q4 folders, or a CSV of path, quadrant and split.
+
+  Args:
+    path: the folder, a zip archive of it, or the CSV file.
+    name: the dataset's name (the store is ``folder:<name>``).
+    seed: seed of the split drawn when the data has none.
+    fallback_dir: where the split file goes when the data's folder is read-only.
+
+  Returns:
+    A :class:`SongTable` named ``folder:<name>`` (arousal and valence NaN).
+
+  Raises:
+    MerjaxError: no audio in Q1..Q4 folders, missing CSV columns, or some songs with a split
+      and others without.
+  """
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.exists(path):
+    raise MerjaxError(f"{path}: no such file or folder")
+  if path.lower().endswith(".csv"):
+    tree, found, problems = _from_csv(path)
+  else:
+    tree = Tree(path)
+    found, problems = _from_tree(tree), []
+  if not found and not problems:
+    raise MerjaxError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in Q1..Q4 folders")
+  with_split = [f for f in found if f[3] is not None]
+  notes = []
+  if found and not with_split:
+    assignment, note = drawn_splits([f[0] for f in found], [f[2] for f in found],
+                                    directory=tree.writable_dir(), seed=seed,
+                                    fallback_dir=fallback_dir)
+    found = [(s, rel, q, assignment[s]) for s, rel, q, _ in found]
+    notes.append(note)
+  elif len(with_split) != len(found):
+    example = next(f[1] for f in found if f[3] is None)
+    raise MerjaxError(f"{path}: {len(with_split)} of {len(found)} files have a split (e.g. from a "
+                      f"train/validate/test folder or column) but others, like {example}, do not")
+  entries = [Entry(s, "", split) for s, _, _, split in found]
+  unique, dup_problems = duplicate_problems(entries)
+  keep = {e.song_id for e in unique}
+  songs = [Song(s, q, split, tree.ref(rel)) for s, rel, q, split in found if s in keep]
+  return SongTable(name=f"folder:{name}", source=tree.root_label, songs=songs,
+                   problems=problems + dup_problems, notes=notes)

@@ -1,0 +1,84 @@
+"""A self-contained model directory: everything ``merjax evaluate`` and ``predict`` need.
+
+Layout::
+
+    MODEL_DIR/
+      config.json            the run's Config
+      preprocessing.json     log-mel mean/std and the fitted feature preprocessing
+      cnn/ dnn/ fusion/      orbax checkpoints of each stage's variables
+      training.json          per-stage history, best epoch and stop reason (optional)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from merjax.errors import MerjaxError
+
+_STAGES = ("cnn", "dnn", "fusion")
+
+
+def save_model(model, path: str | os.PathLike, *, training: dict[str, Any] | None = None
+               ) -> Path:
+  """Writes a :class:`merjax.train.HybridModel` to ``path`` (created; must not hold a model).
+
+  Args:
+    model: the trained hybrid.
+    path: the model directory.
+    training: optional JSON-able training record (histories, stop reasons).
+
+  Returns:
+    The directory path.
+  """
+  import jax
+  import orbax.checkpoint as ocp
+
+  path = Path(path).absolute()
+  if path.exists() and not path.is_dir():
+    raise MerjaxError(f"model directory {path} exists and is not a directory")
+  if (path / "config.json").exists():
+    raise MerjaxError(f"{path} already holds a model; choose another --out or delete it")
+  path.mkdir(parents=True, exist_ok=True)
+  checkpointer = ocp.StandardCheckpointer()
+  for stage in _STAGES:
+    checkpointer.save(path / stage, jax.device_get(getattr(model, stage)))
+  checkpointer.wait_until_finished()
+  preprocessing = {"mel_mean": model.mel_mean, "mel_std": model.mel_std,
+                   "features": (None if model.feature_preprocessor is None
+                                else model.feature_preprocessor.to_dict())}
+  (path / "preprocessing.json").write_text(json.dumps(preprocessing) + "\n")
+  if training is not None:
+    (path / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+  (path / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+  return path
+
+
+def load_model(path: str | os.PathLike):
+  """Reads a model directory written by :func:`save_model`.
+
+  Returns:
+    The :class:`merjax.train.HybridModel`.
+  """
+  import orbax.checkpoint as ocp
+
+  from merjax.config import config_from_dict
+  from merjax.features import FeaturePreprocessor
+  from merjax.train.stages import HybridModel
+
+  path = Path(path).absolute()
+  missing = [name for name in ("config.json", "preprocessing.json", *_STAGES)
+             if not (path / name).exists()]
+  if missing:
+    raise MerjaxError(f"{path} is not a merjax model directory (missing {', '.join(missing)})")
+  config = config_from_dict(json.loads((path / "config.json").read_text()))
+  preprocessing = json.loads((path / "preprocessing.json").read_text())
+  checkpointer = ocp.StandardCheckpointer()
+  variables = {stage: checkpointer.restore(path / stage) for stage in _STAGES}
+  features = preprocessing["features"]
+  return HybridModel(config=config, **variables, mel_mean=preprocessing["mel_mean"],
+                     mel_std=preprocessing["mel_std"],
+                     feature_preprocessor=(None if features is None
+                                           else FeaturePreprocessor.from_dict(features)))

@@ -1,0 +1,185 @@
+"""The three training stages of the hybrid method (Louro et al. 2024, Section 3.3).
+
+1. the CNN with its own head on (augmented) log-mels;
+2. the DNN with its own head on the handcrafted features;
+3. both branches frozen (inference mode, no gradients), heads dropped, the fusion classifier
+   trained on the concatenated embeddings. Frozen branches make the embeddings a fixed
+   function of each clip, so they are computed once and the fusion trains on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from merjax.config import Config, TrainConfig
+from merjax.data.memory import DeviceBatches
+from merjax.models import CNN, DNN, Fusion, Hybrid
+from merjax.train.fit import FitResult, fit
+from merjax.train.state import create_state
+
+Split = Mapping[str, np.ndarray]  # {"inputs": [shape=(n, ...)], "label": [shape=(n,)]}
+
+
+def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, stage: str,
+                     log: Callable[[str], Any] | None = print, **fit_kwargs) -> FitResult:
+  """Trains one Flax classifier with the paper's protocol on in-memory splits.
+
+  Args:
+    model: a module called as ``model(inputs, train=..., mask=...)`` returning logits.
+    train: training inputs and integer labels.
+    val: validation inputs and labels (the stopping rules watch its accuracy).
+    config: batch size, optimizer, learning rate, stopping rules and seed.
+    stage: name used in logs and errors.
+    log: per-epoch log sink, ``None`` for silence.
+    **fit_kwargs: passed to :func:`merjax.train.fit` (``on_epoch_end``, ``stopper``).
+
+  Returns:
+    The :class:`FitResult` with the best validation epoch's state.
+  """
+  rng = jax.random.key(config.seed)
+  init_rng, dropout_rng = jax.random.split(rng)
+  state = create_state(model, jnp.asarray(train["inputs"][:1]), config, rng=init_rng)
+  train_data = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
+                             seed=config.seed)
+  val_data = DeviceBatches(dict(val), batch_size=config.batch_size, shuffle=False)
+  return fit(state, train_batches=train_data.epoch, val_batches=val_data.epoch, config=config,
+             rng=dropout_rng, stage=stage, log=log, **fit_kwargs)
+
+
+def apply_in_batches(fn: Callable[[jax.Array], jax.Array], inputs: np.ndarray, *,
+                     batch_size: int = 64) -> np.ndarray:
+  """Runs a jitted ``fn`` over ``inputs`` in padded batches; returns the real rows."""
+  if len(inputs) == 0:
+    raise ValueError("no inputs to process")
+  batch_size = min(batch_size, len(inputs))
+  data = DeviceBatches({"inputs": inputs}, batch_size=batch_size, shuffle=False)
+  outputs, masks = [], []
+  for batch in data.epoch():
+    outputs.append(fn(batch["inputs"]))
+    masks.append(batch["mask"])
+  outputs, masks = jax.device_get((outputs, masks))
+  return np.concatenate(outputs)[np.concatenate(masks) > 0]
+
+
+@dataclasses.dataclass
+class HybridModel:
+  """A trained hybrid: branch and fusion variables plus the input normalisation.
+
+  Attributes:
+    config: the run's configuration.
+    cnn: variables of :class:`merjax.models.CNN` (body and stage-1 head).
+    dnn: variables of :class:`merjax.models.DNN` (body and stage-2 head).
+    fusion: variables of :class:`merjax.models.Fusion`.
+    mel_mean, mel_std: the global log-mel z-normalisation fitted on the training split.
+    feature_preprocessor: the fitted handcrafted-feature transform (``to_dict`` able), or None.
+  """
+
+  config: Config
+  cnn: dict
+  dnn: dict
+  fusion: dict
+  mel_mean: float
+  mel_std: float
+  feature_preprocessor: Any = None
+
+  def hybrid_variables(self) -> dict:
+    """Variables of :class:`merjax.models.Hybrid` assembled from the three stages."""
+    return {"params": {"cnn": self.cnn["params"]["body"], "dnn": self.dnn["params"]["body"],
+                       "fusion": self.fusion["params"]},
+            "batch_stats": {"cnn": self.cnn["batch_stats"]["body"]}}
+
+  def normalise_mels(self, log_mels: np.ndarray) -> np.ndarray:
+    return ((np.asarray(log_mels, np.float32) - self.mel_mean) / self.mel_std).astype(np.float32)
+
+  def logits(self, *, mels: np.ndarray, features: np.ndarray, which: str = "hybrid",
+             batch_size: int = 32) -> np.ndarray:
+    """Logits of one of the three classifiers on normalised mels and preprocessed features.
+
+    Args:
+      mels: normalised log-mels [shape=(n, n_mels, frames)] (for ``cnn`` and ``hybrid``).
+      features: preprocessed features [shape=(n, n_features)] (for ``dnn`` and ``hybrid``).
+      which: ``"cnn"``, ``"dnn"`` or ``"hybrid"``.
+      batch_size: inference batch size.
+
+    Returns:
+      Logits [shape=(n, 4)].
+    """
+    model_config = self.config.model
+    if which == "cnn":
+      fn = jax.jit(lambda x: CNN(model_config).apply(self.cnn, x, train=False))
+      return apply_in_batches(fn, mels, batch_size=batch_size)
+    if which == "dnn":
+      fn = jax.jit(lambda x: DNN(model_config).apply(self.dnn, x, train=False))
+      return apply_in_batches(fn, features, batch_size=batch_size)
+    if which == "hybrid":
+      embeddings = self.embeddings(mels=mels, features=features, batch_size=batch_size)
+      fn = jax.jit(lambda x: Fusion(model_config).apply(self.fusion, x, train=False))
+      return apply_in_batches(fn, embeddings, batch_size=batch_size)
+    raise ValueError(f"which must be cnn, dnn or hybrid, got {which!r}")
+
+  def embeddings(self, *, mels: np.ndarray, features: np.ndarray, batch_size: int = 32
+                 ) -> np.ndarray:
+    """Frozen branch embeddings, concatenated [shape=(n, cnn_embedding + dnn_embedding)]."""
+    model_config = self.config.model
+    cnn = apply_in_batches(jax.jit(lambda x: CNN(model_config).apply(
+        self.cnn, x, method=CNN.embed)), mels, batch_size=batch_size)
+    dnn = apply_in_batches(jax.jit(lambda x: DNN(model_config).apply(
+        self.dnn, x, method=DNN.embed)), features, batch_size=batch_size)
+    return np.concatenate([cnn, dnn], axis=-1)
+
+
+@dataclasses.dataclass
+class StageData:
+  """Inputs of the three stages, keyed by split name (``train``, ``validate``, ...)."""
+
+  mels: dict[str, np.ndarray]       # normalised log-mels per split
+  features: dict[str, np.ndarray]   # preprocessed features per split
+  labels: dict[str, np.ndarray]
+  cnn_train_mels: np.ndarray | None = None    # augmented training set for stage 1, if any
+  cnn_train_labels: np.ndarray | None = None
+
+
+def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: float,
+                 feature_preprocessor: Any = None, log: Callable[[str], Any] | None = print
+                 ) -> tuple[HybridModel, dict[str, FitResult]]:
+  """Runs the three stages and returns the trained hybrid and each stage's fit.
+
+  Args:
+    data: normalised inputs and labels; ``cnn_train_*`` replace the CNN's training split
+      when the paper's augmentation is on.
+    config: model and per-stage training settings.
+    mel_mean, mel_std: recorded in the returned model for inference.
+    feature_preprocessor: recorded in the returned model for inference.
+    log: progress sink.
+
+  Returns:
+    ``(model, {"cnn": FitResult, "dnn": FitResult, "fusion": FitResult})``.
+  """
+  cnn_train_mels = data.mels["train"] if data.cnn_train_mels is None else data.cnn_train_mels
+  cnn_train_labels = (data.labels["train"] if data.cnn_train_labels is None
+                      else data.cnn_train_labels)
+  fits = {}
+  fits["cnn"] = train_classifier(
+      CNN(config.model), train={"inputs": cnn_train_mels, "label": cnn_train_labels},
+      val={"inputs": data.mels["validate"], "label": data.labels["validate"]},
+      config=config.cnn, stage="cnn", log=log)
+  fits["dnn"] = train_classifier(
+      DNN(config.model), train={"inputs": data.features["train"], "label": data.labels["train"]},
+      val={"inputs": data.features["validate"], "label": data.labels["validate"]},
+      config=config.dnn, stage="dnn", log=log)
+  partial = HybridModel(config=config, cnn=fits["cnn"].state.variables,
+                        dnn=fits["dnn"].state.variables, fusion={}, mel_mean=mel_mean,
+                        mel_std=mel_std, feature_preprocessor=feature_preprocessor)
+  embeddings = {split: partial.embeddings(mels=data.mels[split], features=data.features[split])
+                for split in ("train", "validate")}
+  fits["fusion"] = train_classifier(
+      Fusion(config.model), train={"inputs": embeddings["train"], "label": data.labels["train"]},
+      val={"inputs": embeddings["validate"], "label": data.labels["validate"]},
+      config=config.fusion, stage="fusion", log=log)
+  model = dataclasses.replace(partial, fusion=fits["fusion"].state.variables)
+  return model, fits

@@ -1,0 +1,158 @@
+"""From a dataset name to the three stages' inputs: the path shared by demo, train, tune and
+the experiment runners.
+
+``prepare_inputs("synthetic", ...)`` generates the embedded synthetic quadrant data;
+any other name (``merge:audio_balanced``, ``4qaed``, ``folder:NAME``) is read from the
+prepared store that ``merjax prepare`` writes. Normalisation statistics and the feature
+preprocessing are fitted on the training split only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from merjax.config import Config
+from merjax.train.stages import StageData
+
+SPLIT_NAMES = ("train", "validate", "test")
+
+
+@dataclasses.dataclass
+class PreparedInputs:
+  """Normalised model inputs per split, plus what inference needs to repeat the transform.
+
+  Attributes:
+    stage_data: log-mels (z-normalised), preprocessed features and labels per split; for the
+      ``offline`` augmentation mode, ``cnn_train_*`` hold the five-fold CNN training set.
+    waveforms: the raw clips per split (kept for online augmentation), or None.
+    song_ids: song ids per split.
+    mel_mean, mel_std: the training split's log-mel statistics.
+    preprocessor: the fitted :class:`merjax.features.FeaturePreprocessor`.
+    feature_names: names of the raw features.
+  """
+
+  stage_data: StageData
+  waveforms: dict[str, np.ndarray] | None
+  song_ids: dict[str, np.ndarray]
+  mel_mean: float
+  mel_std: float
+  preprocessor: Any
+  feature_names: list[str]
+
+
+def _load_clips(dataset: str, *, config: Config, data_dir, clips_per_quadrant: int,
+                log: Callable[[str], Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray]:
+  """Returns (waveforms, labels, splits, song_ids) for a dataset name."""
+  if dataset == "synthetic":
+    from merjax.data.splits import stratified_split
+    from merjax.data.synthetic import generate
+    log(f"generating {4 * clips_per_quadrant} synthetic clips of {config.audio.clip_seconds:g} s "
+        f"(seed {config.seed})")
+    data = generate(clips_per_quadrant=clips_per_quadrant, seconds=config.audio.clip_seconds,
+                    sample_rate=config.audio.sample_rate, seed=config.seed)
+    splits = stratified_split(data.labels, seed=config.seed)
+    return data.waveforms, data.labels.astype(np.int32), splits, np.asarray(data.song_ids)
+  from merjax.data.store import open_prepared
+  prepared = open_prepared(dataset, data_dir)
+  keep = np.flatnonzero(np.isin(prepared.splits, SPLIT_NAMES))
+  log(f"reading {len(keep)} clips of {prepared.name}")
+  waveforms = prepared.waveforms(keep)
+  return (waveforms, np.asarray(prepared.labels)[keep].astype(np.int32),
+          np.asarray(prepared.splits)[keep], np.asarray(prepared.song_ids)[keep])
+
+
+def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = None,
+                progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+  """Raw (unnormalised) log-mels and handcrafted features of clips.
+
+  Args:
+    waveforms: clips [shape=(n, samples)] at ``config.audio.sample_rate``.
+    config: audio settings and the feature backend.
+    workers: processes for feature extraction (default: all cores, at most 4).
+    progress: show progress bars.
+
+  Returns:
+    ``(log_mels [shape=(n, n_mels, frames)], features [shape=(n, n_features)], names)``.
+  """
+  from merjax.features import extract_features, feature_names
+  from merjax.inputs import log_mels
+
+  workers = workers or min(4, os.cpu_count() or 1)
+  mels = log_mels(waveforms, audio=config.audio, progress=progress)
+  raw = extract_features(waveforms, sample_rate=config.audio.sample_rate,
+                         backend=config.features_backend, workers=workers, progress=progress)
+  names = feature_names(backend=config.features_backend, sample_rate=config.audio.sample_rate)
+  return mels, raw, list(names)
+
+
+def model_inputs(model, waveforms: np.ndarray, *, workers: int | None = None,
+                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """The inference-time transform: what training did, with the model's fitted statistics.
+
+  Args:
+    model: a :class:`merjax.train.HybridModel`.
+    waveforms: clips [shape=(n, samples)] at the model's sample rate and clip length.
+    workers: processes for feature extraction.
+    progress: show progress bars.
+
+  Returns:
+    ``(normalised log-mels, preprocessed features)``.
+  """
+  mels, raw, _ = clip_inputs(waveforms, config=model.config, workers=workers, progress=progress)
+  features = (raw if model.feature_preprocessor is None
+              else model.feature_preprocessor.transform(raw))
+  return model.normalise_mels(mels), np.asarray(features, np.float32)
+
+
+def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike | None = None,
+                   clips_per_quadrant: int = 40, workers: int | None = None,
+                   keep_waveforms: bool = False, log: Callable[[str], Any] = print
+                   ) -> PreparedInputs:
+  """Loads a dataset and computes every stage's inputs.
+
+  Args:
+    dataset: ``"synthetic"`` or a prepared dataset name (see :mod:`merjax.data.store`).
+    config: audio, augmentation and feature settings (``config.seed`` seeds synthetic data).
+    data_dir: the prepared store's root (ignored for synthetic data).
+    clips_per_quadrant: size of the synthetic set.
+    workers: processes for feature extraction (default: all cores, at most 4).
+    keep_waveforms: keep the raw clips (needed for online augmentation).
+    log: progress sink.
+
+  Returns:
+    The :class:`PreparedInputs`.
+  """
+  from merjax.features import FeaturePreprocessor
+  from merjax.inputs import mel_statistics
+
+  waveforms, labels, splits, song_ids = _load_clips(
+      dataset, config=config, data_dir=data_dir, clips_per_quadrant=clips_per_quadrant, log=log)
+  index = {name: np.flatnonzero(splits == name) for name in SPLIT_NAMES}
+  log("splits: " + ", ".join(f"{k} {len(v)}" for k, v in index.items()))
+  missing = [name for name, idx in index.items() if len(idx) == 0]
+  if missing:
+    from merjax.errors import MerjaxError
+    raise MerjaxError(f"dataset {dataset!r} has no clips in split(s) {missing}")
+
+  mels, raw, names = clip_inputs(waveforms, config=config, workers=workers)
+  mel_mean, mel_std = mel_statistics(mels[index["train"]])
+  mels = ((mels - mel_mean) / mel_std).astype(np.float32)
+  log(f"log-mels {mels.shape[1:]} per clip; training mean {mel_mean:.2f} dB, std {mel_std:.2f}")
+  preprocessor = FeaturePreprocessor().fit(raw[index["train"]], names)
+  features = preprocessor.transform(raw).astype(np.float32)
+  log(f"features: {raw.shape[1]} extracted, {features.shape[1]} kept after preprocessing")
+
+  def by_split(array):
+    return {name: array[idx] for name, idx in index.items()}
+
+  stage_data = StageData(mels=by_split(mels), features=by_split(features),
+                         labels=by_split(labels))
+  return PreparedInputs(stage_data=stage_data,
+                        waveforms=by_split(waveforms) if keep_waveforms else None,
+                        song_ids=by_split(song_ids), mel_mean=mel_mean, mel_std=mel_std,
+                        preprocessor=preprocessor, feature_names=list(names))

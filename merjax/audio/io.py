@@ -29,8 +29,9 @@ from merjax.errors import MerjaxError
 # Extensions treated as audio when scanning folders (what libsndfile decodes).
 AUDIO_EXTENSIONS: tuple[str, ...] = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff",
                                      ".au")
-# A decode this much shorter than the length the file declares is reported as truncated.
-_TRUNCATION_TOLERANCE = 0.02
+# A decode shorter than the length the file declares by more than this fraction and this many
+# seconds is reported as truncated (MP3 lengths without a Xing/LAME header are estimates).
+_TRUNCATION_TOLERANCE = (0.02, 0.5)
 
 Source = Union[str, os.PathLike, BinaryIO]
 
@@ -169,7 +170,8 @@ def _raw_decode(source: Source, label: str) -> tuple[np.ndarray, int]:
     # libsndfile shortens a truncated WAV's declared length itself, so read the header too.
     declared = max(declared, _wav_declared_frames(_head(source)) or 0)
     n = y.shape[-1]
-    if declared > 0 and declared - n > max(_TRUNCATION_TOLERANCE * declared, 1):
+    fraction, seconds = _TRUNCATION_TOLERANCE
+    if declared > 0 and declared - n > max(fraction * declared, seconds * sr_native):
       raise MerjaxError(
           f"{label}: truncated file: decoded {n} of the {declared} samples its header declares "
           f"({n / sr_native:.2f} s of {declared / sr_native:.2f} s)")

@@ -23,6 +23,34 @@ from merjax.errors import MerjaxError
 
 # Mel filters per banded matrix product; measured fastest among 4..32 at the defaults.
 _MEL_GROUP = 16
+# On CPU the frames and spectra of a whole batch spill out of cache; looping over a couple of
+# clips at a time keeps them resident and runs ~1.7x faster. Accelerators take the whole batch.
+_CPU_CLIPS_PER_STEP = 2
+
+
+def _clips_per_step(batch: int) -> int | None:
+  return _CPU_CLIPS_PER_STEP if jax.default_backend() == "cpu" and batch > 1 else None
+
+
+def map_clips(fn, *args):
+  """Applies a batched ``fn`` over the leading axis of ``args``, a few clips per step on CPU.
+
+  Args:
+    fn: maps pytrees of arrays with a leading batch axis to a pytree with the same batch axis.
+    *args: pytrees of ``[shape=(batch, ...)]`` arrays.
+
+  Returns:
+    ``fn(*args)``, computed in slices of the batch on CPU (see ``_CPU_CLIPS_PER_STEP``).
+  """
+  step = _clips_per_step(jax.tree.leaves(args)[0].shape[0])
+  if step is None:
+    return fn(*args)
+
+  def one(clip_args):  # lax.map vmaps this over the clips of a step, so it sees one clip
+    out = fn(*jax.tree.map(lambda x: x[None], clip_args))
+    return jax.tree.map(lambda y: y[0], out)
+
+  return jax.lax.map(one, args, batch_size=step)
 
 
 def mel_frames(n_samples: int, *, hop_length: int = 512) -> int:
@@ -159,9 +187,8 @@ def _mel_project(power: jax.Array, *, sample_rate: int, n_fft: int, n_mels: int,
       [power[..., band.start:band.stop] @ jnp.asarray(band.weights) for band in bands], axis=-1)
 
 
-def _mel_spectrogram(waveforms, *, sample_rate, n_fft, hop_length, n_mels, fmin, fmax, power):
-  """Unjitted body of :func:`mel_spectrogram`, ``[shape=(batch, frames, n_mels)]``."""
-  waveforms = _check_waveforms(waveforms)
+def _mel_power(waveforms, *, sample_rate, n_fft, hop_length, n_mels, fmin, fmax, power):
+  """``[shape=(batch, samples)] -> [shape=(batch, frames, n_mels)]``, float32 input."""
   spectrum = jnp.fft.rfft(frame_signal(waveforms, n_fft=n_fft, hop_length=hop_length), axis=-1)
   magnitude = spectrum.real ** 2 + spectrum.imag ** 2
   if power != 2.0:
@@ -193,9 +220,10 @@ def mel_spectrogram(waveforms: jax.Array, *, sample_rate: int = 16000, n_fft: in
   Raises:
     MerjaxError: if ``waveforms`` is not 2-D or has no samples.
   """
-  mel = _mel_spectrogram(waveforms, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-                         n_mels=n_mels, fmin=fmin, fmax=fmax, power=power)
-  return jnp.swapaxes(mel, 1, 2)
+  settings = dict(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                  fmin=fmin, fmax=fmax, power=power)
+  return map_clips(lambda w: jnp.swapaxes(_mel_power(w, **settings), 1, 2),
+                   _check_waveforms(waveforms))
 
 
 def _power_to_db(power, *, ref, amin, top_db):
@@ -236,10 +264,13 @@ def power_to_db(power: jax.Array, *, ref: float = 1.0, amin: float = 1e-10,
 def _log_mel(waveforms, *, sample_rate=16000, n_fft=2048, hop_length=512, n_mels=128, fmin=0.0,
              fmax=None, ref=1.0, amin=1e-10, top_db=80.0):
   """Unjitted body of :func:`log_mel`, for use inside other jitted functions."""
-  mel = _mel_spectrogram(waveforms, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-                         n_mels=n_mels, fmin=fmin, fmax=fmax, power=2.0)
-  # The per-example max is layout-free, so convert to dB before the transpose XLA fuses in.
-  return jnp.swapaxes(_power_to_db(mel, ref=ref, amin=amin, top_db=top_db), 1, 2)
+
+  def clips(w):
+    mel = _mel_power(w, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+                     n_mels=n_mels, fmin=fmin, fmax=fmax, power=2.0)
+    return jnp.swapaxes(_power_to_db(mel, ref=ref, amin=amin, top_db=top_db), 1, 2)
+
+  return map_clips(clips, _check_waveforms(waveforms))
 
 
 @functools.partial(jax.jit, static_argnames=("sample_rate", "n_fft", "hop_length", "n_mels",

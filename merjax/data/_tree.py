@@ -62,7 +62,7 @@ class Tree:
   location: str
   prefix: str = ""
 
-  @property
+  @functools.cached_property
   def is_zip(self) -> bool:
     return os.path.isfile(self.location)
 

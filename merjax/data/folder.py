@@ -16,7 +16,7 @@ import posixpath
 from merjax.audio.io import AUDIO_EXTENSIONS
 from merjax.data._index import (Entry, Problem, Song, SongTable, drawn_splits,
                                 duplicate_problems, parse_csv, parse_quadrant)
-from merjax.data._tree import Tree
+from merjax.data._tree import AudioRef, Tree
 from merjax.data.splits import SPLITS
 from merjax.errors import MerjaxError
 
@@ -29,8 +29,8 @@ def _split_name(value: str) -> str | None:
   return _SPLIT_ALIASES.get(value.strip().lower())
 
 
-def _from_tree(tree: Tree) -> list[tuple[str, str, int, str | None]]:
-  """(song_id, relative path, quadrant, split or None) for every audio file under a Qn folder."""
+def _from_tree(tree: Tree) -> list[tuple[str, AudioRef, int, str | None]]:
+  """(song_id, audio, quadrant, split or None) for every audio file under a Qn folder."""
   found = []
   for rel in tree.files():
     stem, ext = posixpath.splitext(rel)
@@ -42,14 +42,15 @@ def _from_tree(tree: Tree) -> list[tuple[str, str, int, str | None]]:
     if not quadrants:
       continue
     splits = [s for s in map(_split_name, folders) if s is not None]
-    found.append((stem, rel, quadrants[-1], splits[-1] if splits else None))
+    found.append((stem, tree.ref(rel), quadrants[-1], splits[-1] if splits else None))
   return found
 
 
-def _from_csv(path: str) -> tuple[Tree, list[tuple[str, str, int, str | None]], list[Problem]]:
+def _from_csv(path: str) -> tuple[Tree, list[tuple[str, AudioRef, int, str | None]],
+                                  list[Problem]]:
   with open(path, encoding="utf-8-sig") as f:
     table = parse_csv(f.read(), label=path)
-  tree = Tree(os.path.dirname(path))
+  folder = os.path.dirname(path)
   paths = table.column("path", "file", "filename")
   labels = table.column("quadrant", "label")
   splits = table.column("split") if table.has("split") else [""] * len(paths)
@@ -59,6 +60,7 @@ def _from_csv(path: str) -> tuple[Tree, list[tuple[str, str, int, str | None]], 
       continue
     rel = rel.replace(os.sep, "/")
     song_id = posixpath.splitext(rel)[0]
+    file = os.path.normpath(os.path.join(folder, rel))  # relative to the CSV, or absolute
     quadrant = parse_quadrant(label)
     split_name = _split_name(split) if split.strip() else None
     if quadrant is None:
@@ -67,12 +69,11 @@ def _from_csv(path: str) -> tuple[Tree, list[tuple[str, str, int, str | None]], 
     elif split.strip() and split_name is None:
       problems.append(Problem(song_id, f"unknown split {split!r} in {path} "
                                        f"(expected {', '.join(SPLITS)})"))
-    elif not os.path.isfile(os.path.join(tree.location, rel)):
-      problems.append(Problem(song_id, f"missing audio: {os.path.join(tree.location, rel)} "
-                                       f"does not exist"))
+    elif not os.path.isfile(file):
+      problems.append(Problem(song_id, f"missing audio: {file} does not exist"))
     else:
-      found.append((song_id, rel, quadrant, split_name))
-  return tree, found, problems
+      found.append((song_id, AudioRef(file), quadrant, split_name))
+  return Tree(folder), found, problems
 
 
 def read_folder(path: str | os.PathLike, *, name: str = "folder", seed: int = 0,
@@ -108,15 +109,15 @@ def read_folder(path: str | os.PathLike, *, name: str = "folder", seed: int = 0,
     assignment, note = drawn_splits([f[0] for f in found], [f[2] for f in found],
                                     directory=tree.writable_dir(), seed=seed,
                                     fallback_dir=fallback_dir)
-    found = [(s, rel, q, assignment[s]) for s, rel, q, _ in found]
+    found = [(s, ref, q, assignment[s]) for s, ref, q, _ in found]
     notes.append(note)
   elif len(with_split) != len(found):
-    example = next(f[1] for f in found if f[3] is None)
+    example = next(f[1].label for f in found if f[3] is None)
     raise MerjaxError(f"{path}: {len(with_split)} of {len(found)} files have a split (e.g. from a "
                       f"train/validate/test folder or column) but others, like {example}, do not")
   entries = [Entry(s, "", split) for s, _, _, split in found]
   unique, dup_problems = duplicate_problems(entries)
   keep = {e.song_id for e in unique}
-  songs = [Song(s, q, split, tree.ref(rel)) for s, rel, q, split in found if s in keep]
+  songs = [Song(s, q, split, ref) for s, ref, q, split in found if s in keep]
   return SongTable(name=f"folder:{name}", source=tree.root_label, songs=songs,
                    problems=problems + dup_problems, notes=notes)

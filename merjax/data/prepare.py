@@ -213,7 +213,7 @@ def prepare(dataset: str, *, manual_dir: str | os.PathLike, data_dir: str | os.P
   builder = store.make_builder(spec, data_dir=data_dir, sample_rate=sample_rate,
                                clip_seconds=clip_seconds, seed=seed, on_error=on_error,
                                workers=workers, progress=progress)
-  if builder.is_prepared() and not overwrite:
+  if os.path.isfile(os.path.join(spec.store_path(data_dir), "metadata.json")) and not overwrite:
     prepared = store.open_prepared(spec.name, data_dir)
     wanted = builder.content_params()
     if prepared.params != wanted:

@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import functools
 from typing import Callable, Sequence
 
@@ -26,6 +27,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 import scipy.signal
+import scipy.sparse
 
 from merjax.features.stats import FULL, SHORT, STATISTICS, VALUE, summarize
 
@@ -97,30 +99,47 @@ def _filters(sample_rate: int) -> dict[str, np.ndarray]:
   freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=N_FFT)
   mel = librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32)
   chroma = librosa.filters.chroma(sr=sample_rate, n_fft=N_FFT, tuning=0.0).astype(np.float32)
-  # Harmonic-summation salience: 10 harmonics with decaying weights, spread linearly onto the
-  # two nearest FFT bins.
+  # Harmonic-summation salience: 10 harmonics with decaying weights, each spread over +-2 FFT
+  # bins with a triangular kernel so that a partial anywhere near it counts (the Hann window's
+  # main lobe is 4 bins wide; candidates are a quarter tone apart).
   salience = np.zeros((len(_PITCH_MIDI), len(freqs)), np.float32)
   f0 = librosa.midi_to_hz(_PITCH_MIDI)
   for h in range(1, 11):
     pos = h * f0 * N_FFT / sample_rate
-    ok = pos < len(freqs) - 1
-    lo = np.floor(pos[ok]).astype(int)
-    frac = pos[ok] - lo
-    rows = np.flatnonzero(ok)
-    salience[rows, lo] += 0.85 ** (h - 1) * (1 - frac)
-    salience[rows, lo + 1] += 0.85 ** (h - 1) * frac
+    for offset in range(-2, 3):
+      bins = np.round(pos).astype(int) + offset
+      ok = (bins >= 0) & (bins < len(freqs)) & (pos < len(freqs) - 1)
+      weight = np.maximum(0.0, 1.0 - np.abs(bins - pos) / 2.0)
+      salience[np.flatnonzero(ok), bins[ok]] += 0.85 ** (h - 1) * weight[ok]
   with np.errstate(divide="ignore"):  # the DC bin has no A-weight (-inf dB, weight 0)
     a_weight = librosa.db_to_power(librosa.A_weighting(freqs)).astype(np.float32)
-  for value in (freqs, mel, chroma, salience, a_weight):
+  bass = np.where(freqs <= 300.0, chroma, 0.0).astype(np.float32)  # below about D4
+  for value in (freqs, chroma, bass, a_weight):
     value.flags.writeable = False
-  return {"freqs": freqs, "mel": mel, "chroma": chroma, "salience": salience,
+  # Each mel filter and salience candidate touches few bins: sparse products are much faster.
+  return {"freqs": freqs, "mel": scipy.sparse.csr_matrix(mel), "chroma": chroma,
+          "bass_chroma": bass, "salience": scipy.sparse.csr_matrix(salience),
           "a_weight": a_weight}
 
 
 @functools.lru_cache(maxsize=8)
-def _freq_powers(sample_rate: int) -> np.ndarray:
-  f = _filters(sample_rate)["freqs"] / 1000.0  # kHz keeps the fourth moment well scaled
-  return np.stack([f ** k for k in range(1, 5)])
+def _spectral_weights(sample_rate: int) -> np.ndarray:
+  """Rows whose product with a magnitude spectrum, over its sum, give linear descriptors.
+
+  Rows: frequency (kHz, to keep the fourth moment well scaled) to the powers 1..4; the slope of
+  the normalised spectrum against frequency (per MHz); the MPEG-7 decrease numerator
+  ``sum_{k>0} (S_k - S_0) / k``.
+  """
+  freqs = _filters(sample_rate)["freqs"]
+  f = freqs / 1000.0
+  centred = freqs - freqs.mean()
+  slope = centred / (centred @ centred) * 1e6
+  decrease = np.zeros_like(freqs)
+  decrease[1:] = 1.0 / np.arange(1, len(freqs))
+  decrease[0] = -decrease[1:].sum()
+  weights = np.stack([f, f ** 2, f ** 3, f ** 4, slope, decrease]).astype(np.float64)
+  weights.flags.writeable = False
+  return weights
 
 
 @functools.lru_cache(maxsize=1)
@@ -172,6 +191,56 @@ def _blocks(x: np.ndarray, size: int) -> np.ndarray:
   return x[:, :n * size].reshape(x.shape[0], n, size).mean(2)
 
 
+def _frame_sums(x: np.ndarray) -> np.ndarray:
+  """Sums of ``x`` over centred, zero-padded frames of N_FFT samples every HOP samples."""
+  total = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+  centres = np.arange(1 + len(x) // HOP) * HOP
+  start = np.clip(centres - N_FFT // 2, 0, len(x))
+  stop = np.clip(centres + N_FFT // 2, 0, len(x))
+  return total[stop] - total[start]
+
+
+def _track_beats(onset_env: np.ndarray, *, period: float, tightness: float = 100.0) -> np.ndarray:
+  """Dynamic-programming beat tracking (Ellis 2007) at a known beat period in frames.
+
+  The recursion looks back at least half a period, so whole half-period blocks of frames are
+  updated at once.
+
+  Returns:
+    Beat frames, trimmed of weak leading and trailing beats.
+  """
+  n = len(onset_env)
+  period = max(int(round(period)), 2)
+  env = onset_env / max(float(onset_env.std(ddof=1)) if n > 1 else 0.0, _EPS)
+  window = np.exp(-0.5 * (np.arange(-period, period + 1) * 32.0 / period) ** 2)
+  local = np.convolve(env, window, mode="same")
+  offsets = np.arange(-2 * period, -(period // 2) + 1)
+  penalty = -tightness * np.log(-offsets / period) ** 2
+  score = np.zeros(n)
+  back = np.full(n, -1)
+  step = period // 2
+  for start in range(0, n, step):
+    frames = np.arange(start, min(start + step, n))
+    candidates = frames[:, None] + offsets
+    total = np.where(candidates >= 0, score[np.maximum(candidates, 0)] + penalty, -np.inf)
+    best = np.argmax(total, axis=1)
+    gain = total[np.arange(len(frames)), best]
+    chained = gain > 0  # otherwise a new beat sequence starts here
+    score[frames] = local[frames] + np.where(chained, gain, 0.0)
+    back[frames] = np.where(chained, candidates[np.arange(len(frames)), best], -1)
+  peaks = np.flatnonzero((score[1:-1] > score[:-2]) & (score[1:-1] >= score[2:])) + 1
+  if len(peaks) == 0:
+    return np.zeros(0, int)
+  tail = peaks[score[peaks] >= 0.5 * np.median(score[peaks])][-1]
+  beats = [tail]
+  while back[beats[-1]] >= 0:
+    beats.append(back[beats[-1]])
+  beats = np.array(beats[::-1])
+  strong = local[beats] >= 0.5 * np.sqrt(np.mean(local[beats] ** 2))
+  keep = np.flatnonzero(strong)
+  return beats[keep[0]:keep[-1] + 1] if len(keep) else beats
+
+
 class Analysis:
   """Per-clip representations shared by the descriptors (lazily computed, then cached)."""
 
@@ -217,8 +286,26 @@ class Analysis:
     return _safe_div(raw, raw.max(0, keepdims=True))
 
   @functools.cached_property
+  def tonal_chroma(self) -> np.ndarray:
+    """Chroma plus the chroma of the bass register (below 300 Hz) for key finding.
+
+    The bass dwells on chord roots and the tonic, which separates a key from its relative
+    major or minor (the same pitch set) better than the full chroma alone.
+    """
+    raw = self.f["bass_chroma"] @ self.power
+    return self.chroma + _safe_div(raw, raw.max(0, keepdims=True))
+
+  @functools.cached_property
   def rms(self) -> np.ndarray:
-    return librosa.feature.rms(y=self.y, frame_length=N_FFT, hop_length=HOP)[0]
+    """RMS of centred 2048-sample frames (as librosa.feature.rms), from a running sum."""
+    return np.sqrt(np.maximum(_frame_sums(np.square(self.y, dtype=np.float64)), 0.0) / N_FFT)
+
+  @functools.cached_property
+  def zcr(self) -> np.ndarray:
+    """Zero crossings per sample in centred 2048-sample frames."""
+    crossings = np.zeros(len(self.y))
+    crossings[1:] = np.signbit(self.y[1:]) != np.signbit(self.y[:-1])
+    return _frame_sums(crossings) / N_FFT
 
   @functools.cached_property
   def loudness(self) -> np.ndarray:
@@ -236,17 +323,24 @@ class Analysis:
 
   @functools.cached_property
   def onsets(self) -> np.ndarray:
+    # A peak must top its +-2 frames and follow the last onset by 2 frames or more: librosa's
+    # defaults (in seconds, < 1 frame at hop 512 and 16 kHz) split one click into two onsets.
     return librosa.onset.onset_detect(onset_envelope=self.onset_env, sr=self.sr,
-                                      hop_length=HOP, units="frames")
+                                      hop_length=HOP, units="frames", pre_max=2, post_max=3,
+                                      wait=2)
 
   @functools.cached_property
   def tempo(self) -> tuple[float, float]:
     """Global tempo (BPM, sub-lag precision) and its pulse clarity.
 
-    The onset envelope's autocorrelation over the whole clip, weighted by librosa's log-normal
-    tempo prior (centred on 120 BPM, one octave wide), peak-picked with parabolic interpolation.
+    The (lightly smoothed) onset envelope's autocorrelation over the whole clip, weighted by
+    librosa's log-normal tempo prior (centred on 120 BPM, one octave wide), peak-picked with
+    parabolic interpolation.
     """
-    env = self.onset_env - self.onset_env.mean()
+    # Smoothing by a frame spreads beat periods that are not a whole number of frames over
+    # neighbouring lags; otherwise twice the period (a whole number) wins too often.
+    env = scipy.ndimage.gaussian_filter1d(self.onset_env.astype(np.float64), 1.0)
+    env -= env.mean()
     n = len(env)
     spectrum = np.fft.rfft(env, 2 * n)
     ac = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
@@ -284,14 +378,22 @@ class Analysis:
     bpm = self.tempo[0]
     if not np.isfinite(bpm):
       return np.zeros(0, int)
-    _, beats = librosa.beat.beat_track(onset_envelope=self.onset_env, sr=self.sr,
-                                       hop_length=HOP, bpm=bpm, units="frames")
-    return np.asarray(beats, int)
+    return _track_beats(self.onset_env, period=60.0 * self.frame_rate / bpm)
 
   @functools.cached_property
   def hpss(self) -> tuple[np.ndarray, np.ndarray]:
-    """Harmonic and percussive parts of the mel power (median filtering on 128 mel bands)."""
-    return librosa.decompose.hpss(self.mel, kernel_size=(17, 9))
+    """Harmonic and percussive parts of the mel power (Fitzgerald 2010).
+
+    Median filtering across 17 frames (harmonic) and 5 bands (percussive) of the mel power
+    pooled to 64 bands, then Wiener-like soft masks; the same idea as ``librosa.decompose.hpss``
+    at half the cost.
+    """
+    mel = self.mel.reshape(N_MELS // 2, 2, -1).sum(1)
+    harmonic = scipy.ndimage.median_filter(mel, size=(1, 17), mode="reflect")
+    percussive = scipy.ndimage.median_filter(mel, size=(5, 1), mode="reflect")
+    h2, p2 = harmonic * harmonic, percussive * percussive
+    mask = _safe_div(h2, h2 + p2)
+    return mel * mask, mel * (1.0 - mask)
 
   @functools.cached_property
   def peaks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -322,11 +424,13 @@ class Analysis:
     """Predominant pitch (MIDI) per frame and its salience in [0, 1).
 
     The salience is ``1 - mean / max`` of the harmonic sums over all candidates: near 0 for
-    noise, where every candidate collects about the same, and high for a clear harmonic tone.
+    noise, where every candidate collects about the same, and high for a clear harmonic tone
+    (0 for a silent frame).
     """
     best = np.argmax(self.salience, axis=0)
     peak = self.salience[best, np.arange(self.salience.shape[1])]
-    return _PITCH_MIDI[best], 1.0 - _safe_div(self.salience.mean(0), peak)
+    salience = np.where(peak > _EPS, 1.0 - _safe_div(self.salience.mean(0), peak), 0.0)
+    return _PITCH_MIDI[best], salience
 
   @functools.cached_property
   def voiced(self) -> np.ndarray:
@@ -341,45 +445,47 @@ class Analysis:
 
   @functools.cached_property
   def key(self) -> np.ndarray:
-    """Correlations of the clip's mean chroma with the 24 key profiles [shape=(24,)]."""
+    """Correlations of the clip's mean tonal chroma with the 24 key profiles [shape=(24,)]."""
     weights = self.active.astype(np.float32)
-    mean = self.chroma @ weights / max(weights.sum(), 1.0)
+    mean = self.tonal_chroma @ weights / max(weights.sum(), 1.0)
     return _key_correlation(mean[:, None])[:, 0]
 
   @functools.cached_property
   def spectral_shape(self) -> dict[str, np.ndarray]:
-    """Frame-wise spectral shape descriptors of the magnitude spectrum."""
-    mag = self.mag.astype(np.float64)
+    """Frame-wise shape descriptors of the magnitude spectrum (few passes over the STFT)."""
+    mag, freqs = self.mag, self.f["freqs"]
     total = np.maximum(self.mag_sum.astype(np.float64), _EPS)
-    m1, m2, m3, m4 = (_freq_powers(self.sr) @ mag) / total
-    var = np.maximum(m2 - m1 ** 2, 0.0)
-    spread = np.sqrt(var)
+    # Raw moments, the slope and the decrease are all linear in the spectrum: one product.
+    m1, m2, m3, m4, slope, decrease = _spectral_weights(self.sr) @ mag
+    m1, m2, m3, m4, slope = m1 / total, m2 / total, m3 / total, m4 / total, slope / total
+    decrease = _safe_div(decrease, total - mag[0])
+    spread = np.sqrt(np.maximum(m2 - m1 ** 2, 0.0))
     safe = np.maximum(spread, 1e-6)
     skew = (m3 - 3 * m1 * m2 + 2 * m1 ** 3) / safe ** 3
     kurt = (m4 - 4 * m1 * m3 + 6 * m1 ** 2 * m2 - 3 * m1 ** 4) / safe ** 4
-    freqs = self.f["freqs"]
     cumulative = np.cumsum(mag, axis=0)
     roll85 = freqs[np.argmax(cumulative >= 0.85 * cumulative[-1], axis=0)]
     roll95 = freqs[np.argmax(cumulative >= 0.95 * cumulative[-1], axis=0)]
-    power = self.power.astype(np.float64) + _EPS
-    flatness = np.exp(np.mean(np.log(power), axis=0)) / np.mean(power, axis=0)
-    p = power / power.sum(0)
-    entropy = -np.sum(p * np.log(p), axis=0) / np.log(power.shape[0])
-    fc = freqs - freqs.mean()
-    slope = (fc @ (mag / total)) / (fc @ fc)
-    k = np.arange(1, mag.shape[0])[:, None]
-    decrease = _safe_div(np.sum((mag[1:] - mag[:1]) / k, axis=0), mag[1:].sum(0))
-    crest = _safe_div(mag.max(0), mag.mean(0))
-    bright = _safe_div(mag[freqs >= 1500.0].sum(0), total)
-    unit = mag / total
-    flux = np.sqrt(np.sum(np.diff(unit, axis=1, prepend=unit[:, :1]) ** 2, axis=0))
-    irregularity = _safe_div(np.sum(np.diff(mag, axis=0) ** 2, axis=0), np.sum(mag ** 2, axis=0))
+    power = self.power + np.float32(_EPS)
+    power_sum = power.sum(0, dtype=np.float64)
+    log_power = np.log(power)
+    flatness = np.exp(log_power.mean(0, dtype=np.float64)) / (power_sum / power.shape[0])
+    # -sum(p log p) with p = P / sum(P), without forming p.
+    entropy = (np.log(power_sum) - np.einsum("ft,ft->t", power, log_power) / power_sum)
+    unit = mag / total.astype(np.float32)
+    flux = np.sqrt(np.sum(np.square(np.diff(unit, axis=1, prepend=unit[:, :1])), axis=0))
+    energy = np.einsum("ft,ft->t", mag, mag, dtype=np.float64)
+    neighbours = np.einsum("ft,ft->t", mag[1:], mag[:-1], dtype=np.float64)
+    irregularity = _safe_div(2 * energy - mag[0] ** 2 - mag[-1] ** 2 - 2 * neighbours, energy)
     silent = self.mag_sum <= _EPS
     return {"centroid": m1 * 1000.0, "spread": spread * 1000.0,
             "skewness": np.where(silent, 0.0, skew), "kurtosis": np.where(silent, 0.0, kurt),
-            "rolloff85": roll85, "rolloff95": roll95, "flatness": flatness, "entropy": entropy,
-            "slope": slope * 1e6, "decrease": decrease, "crest": crest, "brightness": bright,
-            "flux": flux, "irregularity": irregularity}
+            "rolloff85": roll85, "rolloff95": roll95, "flatness": flatness,
+            "entropy": entropy / np.log(power.shape[0]), "slope": slope,
+            "decrease": decrease,
+            "crest": _safe_div(mag.max(0), total / mag.shape[0]),
+            "brightness": mag[freqs >= 1500.0].sum(0) / total, "flux": flux,
+            "irregularity": irregularity}
 
   @functools.cached_property
   def blocks(self) -> dict[str, np.ndarray]:
@@ -444,7 +550,7 @@ def _contrast(a: Analysis):
 
 @_descriptor("tone_colour", "zcr", "Zero-crossing rate of the waveform (crossings per sample)")
 def _zcr(a: Analysis):
-  return librosa.feature.zero_crossing_rate(a.y, frame_length=N_FFT, hop_length=HOP)
+  return a.zcr[None]
 
 
 @_descriptor("tone_colour", "mel_band_db", "Mean log-mel level of a register",
@@ -480,7 +586,8 @@ def _a_weighted(a: Analysis):
                     "silence_ratio"),
              part_descriptions=("peak sample level in dBFS", "RMS level of the whole clip in dBFS",
                                 "crest factor (peak over RMS) in dB",
-                                "dynamic range: 95th minus 5th percentile of the active frames' level",
+                                "dynamic range: 95th minus 5th percentile of the active "
+                                "frames' level",
                                 "share of frames with less than the mean RMS energy",
                                 "share of silent frames (over 60 dB below the loudest)"))
 def _level(a: Analysis):
@@ -553,14 +660,23 @@ def _tempogram_bands(a: Analysis):
   return _safe_div(bands, bands.sum(0, keepdims=True))
 
 
+_RATIO_NAMES = ("1/4", "1/3", "1/2", "2/3", "3/4", "1", "4/3", "3/2", "2", "3", "4", "6", "8")
+_RATIO_FACTORS = tuple(float(fractions.Fraction(f)) for f in _RATIO_NAMES)
+
+
 @_descriptor("rhythm", "tempogram_ratio",
              "Tempogram ratio: tempogram at a multiple of the global tempo (Peeters 2005)", SHORT,
-             parts=("1_4", "1_3", "1_2", "2_3", "3_4", "1", "4_3", "3_2", "2", "3", "4", "6",
-                    "8"))
+             parts=tuple(f.replace("/", "_") for f in _RATIO_NAMES))
 def _tempogram_ratio(a: Analysis):
   bpm = a.tempo[0] if np.isfinite(a.tempo[0]) else 120.0
-  return librosa.feature.tempogram_ratio(tg=a.tempogram, sr=a.sr, hop_length=HOP,
-                                         bpm=np.array([bpm]))
+  # The tempogram row of lag L holds 60 * frame_rate / L BPM: interpolate at the target lags.
+  lags = 60.0 * a.frame_rate / (bpm * np.array(_RATIO_FACTORS))
+  tg = a.tempogram
+  lo = np.clip(np.floor(lags).astype(int), 1, tg.shape[0] - 2)
+  frac = np.clip(lags - lo, 0.0, 1.0)[:, None]
+  ratio = tg[lo] * (1.0 - frac) + tg[lo + 1] * frac
+  ratio = np.where((lags >= 1) & (lags <= tg.shape[0] - 1), 1.0, 0.0)[:, None] * ratio
+  return _safe_div(ratio, np.abs(ratio).max(0, keepdims=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -587,7 +703,8 @@ def _tonnetz(a: Analysis):
   return a.tonnetz
 
 
-@_descriptor("harmony", "key", "Key estimate (Krumhansl-Kessler profiles on the mean chroma)",
+@_descriptor("harmony", "key",
+             "Key estimate (Krumhansl-Kessler profiles on the mean chroma plus bass chroma)",
              VALUE, parts=("strength", "major_strength", "minor_strength", "mode",
                            "mode_clarity", "clarity"),
              part_descriptions=("correlation with the best key profile",
@@ -604,13 +721,14 @@ def _key(a: Analysis):
                    order[-1] - order[-2]])
 
 
-@_descriptor("harmony", "local_key", "Key estimate over ~4 s windows", ("mean", "std", "min", "max"),
+@_descriptor("harmony", "local_key", "Key estimate over ~4 s windows",
+             ("mean", "std", "min", "max"),
              parts=("strength", "mode_clarity", "tonic_agreement"),
              part_descriptions=("best key-profile correlation",
                                 "best major minus best minor correlation",
                                 "1 where the window's tonic equals the clip's tonic"))
 def _local_key(a: Analysis):
-  corr = _key_correlation(_blocks(a.chroma, 4 * _BLOCK))
+  corr = _key_correlation(_blocks(a.tonal_chroma, 4 * _BLOCK))
   tonic = np.argmax(corr, axis=0) % 12
   return np.stack([corr.max(0), corr[:12].max(0) - corr[12:].max(0),
                    (tonic == np.argmax(a.key) % 12).astype(float)])
@@ -675,7 +793,8 @@ def _salience(a: Analysis):
 @_descriptor("melody", "contour", "Melodic contour of the voiced frames", VALUE,
              parts=("voiced_ratio", "range", "note_rate", "step_ratio", "leap_ratio",
                     "rising_ratio"),
-             part_descriptions=("share of voiced frames", "pitch range (95th - 5th percentile, semitones)",
+             part_descriptions=("share of voiced frames",
+                                "pitch range (95th - 5th percentile, semitones)",
                                 "pitch changes per second of voiced audio",
                                 "share of pitch changes of 1-2 semitones",
                                 "share of pitch changes above 5 semitones",
@@ -713,9 +832,11 @@ def _loudness_change(a: Analysis):
 
 @_descriptor("expressivity", "articulation", "Articulation of the detected note events", VALUE,
              parts=("attack_slope", "attack_time", "sustain_ratio", "staccato_ratio"),
-             part_descriptions=("mean rise in dB per second from 3 frames before an onset to the peak after it",
+             part_descriptions=("mean rise in dB per second from 3 frames before an onset to "
+                                "the peak after it",
                                 "mean time in seconds from an onset to its level peak",
-                                "mean share of an inter-onset interval spent within 6 dB of its peak",
+                                "mean share of an inter-onset interval spent within 6 dB of "
+                                "its peak",
                                 "share of inter-onset intervals whose level drops over 12 dB"))
 def _articulation(a: Analysis):
   onsets = a.onsets
@@ -738,7 +859,8 @@ def _articulation(a: Analysis):
 @_descriptor("expressivity", "modulation", "Slow modulations", VALUE,
              parts=("tremolo", "vibrato"),
              part_descriptions=("share of the level contour's modulation spectrum in 4-8 Hz",
-                                "share of the voiced pitch contour's modulation spectrum in 4-8 Hz"))
+                                "share of the voiced pitch contour's modulation spectrum in "
+                                "4-8 Hz"))
 def _modulation(a: Analysis):
   def band_share(x):
     if len(x) < 16:
@@ -832,7 +954,8 @@ def _structure(a: Analysis):
     return float(np.polyfit(t, x, 1)[0]) if n >= 2 else 0.0
   centroid = _blocks(a.spectral_shape["centroid"][None], _BLOCK)[0]
   half = max(n // 2, 1)
-  contrast = float(np.linalg.norm(mfcc[:, :half].mean(1) - mfcc[:, half:].mean(1))) if n >= 2 else 0.0
+  contrast = (float(np.linalg.norm(mfcc[:, :half].mean(1) - mfcc[:, half:].mean(1)))
+              if n >= 2 else 0.0)
   return np.array([nov_m.mean(), nov_m.max(), nov_c.mean(), nov_c.max(), len(peaks) / minutes,
                    repetition(ssm_m), repetition(ssm_c), ssm_m.mean(),
                    trend(a.blocks["loudness"]), trend(centroid), contrast])
@@ -840,6 +963,17 @@ def _structure(a: Analysis):
 
 # ---------------------------------------------------------------------------------------------
 # Public interface.
+
+
+def version() -> str:
+  return VERSION
+
+
+def config(*, sample_rate: int = 16000) -> dict:
+  """What determines this backend's output (part of the feature cache key)."""
+  return {"backend": "builtin", "version": VERSION, "sample_rate": sample_rate,
+          "librosa": librosa.__version__, "n_fft": N_FFT, "hop_length": HOP,
+          "n_features": len(_columns())}
 
 
 def descriptors() -> tuple[Descriptor, ...]:
@@ -862,6 +996,23 @@ def manifest(*, sample_rate: int = 16000) -> list[tuple[str, str, str]]:
   """``(name, dimension, description)`` for every column, in column order."""
   del sample_rate
   return list(_columns())
+
+
+def estimate_key(y: np.ndarray, *, sample_rate: int = 16000) -> tuple[str, str, float]:
+  """The clip's key as the builtin features see it.
+
+  Returns:
+    ``(tonic, mode, strength)``, e.g. ``("C", "major", 0.91)``: the best-correlated
+    Krumhansl-Kessler profile and its correlation with the clip's mean chroma.
+  """
+  corr = Analysis(y, sample_rate).key
+  best = int(np.argmax(corr))
+  return _PITCH_CLASSES[best % 12], "major" if best < 12 else "minor", float(corr[best])
+
+
+def estimate_tempo(y: np.ndarray, *, sample_rate: int = 16000) -> float:
+  """The clip's global tempo in BPM as the builtin features see it (NaN without onsets)."""
+  return Analysis(y, sample_rate).tempo[0]
 
 
 def extract(y: np.ndarray, *, sample_rate: int = 16000) -> np.ndarray:

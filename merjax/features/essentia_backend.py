@@ -54,7 +54,8 @@ _DIMENSIONS = (
 
 def _essentia():
   try:
-    import essentia  # noqa: F401  (imported for its version)
+    import essentia
+    essentia.log.infoActive = False  # else importing essentia.standard prints a notice
     import essentia.standard
   except ImportError as error:
     raise MerjaxError(
@@ -77,8 +78,6 @@ def config(*, sample_rate: int = 16000) -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def _extractor():
   essentia = _essentia()
-  essentia.log.infoActive = False  # the "no classifier models" notice on every construction
-  essentia.log.warningActive = False
   return essentia.standard.MusicExtractor(
       analysisSampleRate=_ANALYSIS_SAMPLE_RATE, lowlevelStats=_FRAME_STATS,
       rhythmStats=_FRAME_STATS, tonalStats=_FRAME_STATS, mfccStats=_MATRIX_STATS,
@@ -110,7 +109,7 @@ def _flatten(pool) -> dict[str, tuple[float, str, str]]:
     dimension = _dimension(base, top)
     what = f"Essentia {key.rsplit('.', 1)[0] if stat != 'value' else key}"
     if isinstance(value, str):
-      if path and path[-1] == "scale" or base.endswith("_scale"):
+      if base.endswith("scale"):
         out[f"{dimension}.{base}_major.value"] = (
             float(value == "major"), dimension, f"{what}: 1 if major, 0 if minor")
       continue  # key names are categorical; their strengths are numeric columns already

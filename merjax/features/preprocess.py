@@ -15,6 +15,7 @@ only ever sees the rows it is given.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -83,7 +84,8 @@ class FeaturePreprocessor:
     for j in np.flatnonzero(~finite.all(axis=0)):
       nonfinite[names[j]] = {"nan": int(np.isnan(X[:, j]).sum()),
                              "inf": int(np.isinf(X[:, j]).sum())}
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are handled below
       median = np.nanmedian(np.where(finite, X, np.nan), axis=0)
     median = np.where(np.isfinite(median), median, 0.0)  # no finite value at all: constant 0
     X = np.where(finite, X, median)
@@ -99,8 +101,8 @@ class FeaturePreprocessor:
     keep = candidates
     threshold = self.correlation_threshold
     if threshold is not None and threshold < 1.0 and len(candidates) > 1:
-      z = (X[:, candidates] - mean[candidates]) / std[candidates]
-      corr = np.abs(z.T @ z) / X.shape[0]
+      z = ((X[:, candidates] - mean[candidates]) / std[candidates]).astype(np.float32)
+      corr = np.abs(z.T @ z) / X.shape[0]  # float32: thousands of columns stay quick
       kept = np.zeros(len(candidates), bool)
       for i in range(len(candidates)):
         earlier = np.flatnonzero(kept[:i])

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from merjax.config import ModelConfig
+from merjax.models import conv, dropout
 from merjax.models.layers import conv_init, dense_init, max_pool
 
 
@@ -39,18 +40,21 @@ class CNNBody(nn.Module):
     dtype = jnp.dtype(cfg.dtype)
     x = jnp.swapaxes(mels, 1, 2)[..., None].astype(dtype)  # (batch, time, mel, 1) as in Keras
     bn_mask = None if mask is None else (mask > 0)[:, None, None, None]
+    fast = cfg.cnn_impl == "fast"
+    conv_fn = conv.conv_general_dilated if fast else None
+    Dropout = dropout.Dropout if fast else nn.Dropout  # equal masks: see merjax.models.dropout
     last = len(cfg.conv_pools) - 1
     for i, pool in enumerate(cfg.conv_pools):
       x = nn.Conv(cfg.conv_filters, (3, 3), padding="VALID", kernel_init=conv_init, dtype=dtype,
-                  name=f"conv{i}")(x)
+                  conv_general_dilated=conv_fn, name=f"conv{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=cfg.batchnorm_momentum,
                        epsilon=cfg.batchnorm_epsilon, dtype=dtype, name=f"bn{i}")(x, mask=bn_mask)
       if i < last:
-        x = nn.Dropout(cfg.conv_dropout, deterministic=not train)(x)
+        x = Dropout(cfg.conv_dropout, deterministic=not train, name=f"Dropout_{i}")(x)
       x = max_pool(x, pool, impl=cfg.cnn_impl)
       x = nn.relu(x)
     x = x.reshape(x.shape[0], -1)
-    x = nn.Dropout(cfg.cnn_dense_dropout, deterministic=not train)(x)
+    x = Dropout(cfg.cnn_dense_dropout, deterministic=not train, name=f"Dropout_{last}")(x)
     x = nn.Dense(cfg.cnn_embedding, kernel_init=dense_init, dtype=dtype, name="embedding")(x)
     return nn.relu(x).astype(jnp.float32)
 

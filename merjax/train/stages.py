@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from merjax import parallel
 from merjax.config import Config, TrainConfig
 from merjax.data.memory import DeviceBatches
 from merjax.models import CNN, DNN, Fusion, Hybrid
@@ -26,8 +28,12 @@ Split = Mapping[str, np.ndarray]  # {"inputs": [shape=(n, ...)], "label": [shape
 
 
 def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, stage: str,
-                     log: Callable[[str], Any] | None = print, **fit_kwargs) -> FitResult:
+                     log: Callable[[str], Any] | None = print, mesh: Any = "auto",
+                     **fit_kwargs) -> FitResult:
   """Trains one Flax classifier with the paper's protocol on in-memory splits.
+
+  With several devices the run is data-parallel: ``config.batch_size`` is the global batch,
+  split across the devices, so the result equals a one-device run up to float rounding.
 
   Args:
     model: a module called as ``model(inputs, train=..., mask=...)`` returning logits.
@@ -36,19 +42,27 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
     config: batch size, optimizer, learning rate, stopping rules and seed.
     stage: name used in logs and errors.
     log: per-epoch log sink, ``None`` for silence.
-    **fit_kwargs: passed to :func:`merjax.train.fit` (``on_epoch_end``, ``stopper``).
+    mesh: ``"auto"`` (data-parallel over all devices when there are several), a device
+      count, a :class:`jax.sharding.Mesh`, or None (single device); see
+      :func:`merjax.parallel.resolve_mesh`. The batch size must divide across the devices.
+    **fit_kwargs: passed to :func:`merjax.train.fit` (``on_epoch_end``, ``stopper``,
+      ``workdir``).
 
   Returns:
     The :class:`FitResult` with the best validation epoch's state.
   """
+  mesh = parallel.resolve_mesh(mesh)
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   state = create_state(model, jnp.asarray(train["inputs"][:1]), config, rng=init_rng)
   train_data = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
-                             seed=config.seed)
-  val_data = DeviceBatches(dict(val), batch_size=config.batch_size, shuffle=False)
+                             seed=config.seed, mesh=mesh)
+  # Evaluation pads with a mask, so its batch only needs rounding up to the device count.
+  val_batch = (config.batch_size if mesh is None
+               else parallel.round_up(config.batch_size, parallel.data_size(mesh)))
+  val_data = DeviceBatches(dict(val), batch_size=val_batch, shuffle=False, mesh=mesh)
   return fit(state, train_batches=train_data.epoch, val_batches=val_data.epoch, config=config,
-             rng=dropout_rng, stage=stage, log=log, **fit_kwargs)
+             rng=dropout_rng, stage=stage, log=log, mesh=mesh, **fit_kwargs)
 
 
 def apply_in_batches(fn: Callable[[jax.Array], jax.Array], inputs: np.ndarray, *,
@@ -145,7 +159,8 @@ class StageData:
 
 
 def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: float,
-                 feature_preprocessor: Any = None, log: Callable[[str], Any] | None = print
+                 feature_preprocessor: Any = None, log: Callable[[str], Any] | None = print,
+                 mesh: Any = "auto", workdir: str | os.PathLike | None = None
                  ) -> tuple[HybridModel, dict[str, FitResult]]:
   """Runs the three stages and returns the trained hybrid and each stage's fit.
 
@@ -156,6 +171,8 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
     mel_mean, mel_std: recorded in the returned model for inference.
     feature_preprocessor: recorded in the returned model for inference.
     log: progress sink.
+    mesh: data-parallel mesh for every stage (see :func:`train_classifier`).
+    workdir: when given, each stage checkpoints to (and resumes from) ``workdir/<stage>``.
 
   Returns:
     ``(model, {"cnn": FitResult, "dnn": FitResult, "fusion": FitResult})``.
@@ -163,15 +180,23 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
   cnn_train_mels = data.mels["train"] if data.cnn_train_mels is None else data.cnn_train_mels
   cnn_train_labels = (data.labels["train"] if data.cnn_train_labels is None
                       else data.cnn_train_labels)
+  mesh = parallel.resolve_mesh(mesh)
+
+  def stage_kwargs(stage: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"mesh": mesh, "log": log, "stage": stage}
+    if workdir is not None:
+      kwargs["workdir"] = os.path.join(os.fspath(workdir), stage)
+    return kwargs
+
   fits = {}
   fits["cnn"] = train_classifier(
       CNN(config.model), train={"inputs": cnn_train_mels, "label": cnn_train_labels},
       val={"inputs": data.mels["validate"], "label": data.labels["validate"]},
-      config=config.cnn, stage="cnn", log=log)
+      config=config.cnn, **stage_kwargs("cnn"))
   fits["dnn"] = train_classifier(
       DNN(config.model), train={"inputs": data.features["train"], "label": data.labels["train"]},
       val={"inputs": data.features["validate"], "label": data.labels["validate"]},
-      config=config.dnn, stage="dnn", log=log)
+      config=config.dnn, **stage_kwargs("dnn"))
   partial = HybridModel(config=config, cnn=fits["cnn"].state.variables,
                         dnn=fits["dnn"].state.variables, fusion={}, mel_mean=mel_mean,
                         mel_std=mel_std, feature_preprocessor=feature_preprocessor)
@@ -180,6 +205,6 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
   fits["fusion"] = train_classifier(
       Fusion(config.model), train={"inputs": embeddings["train"], "label": data.labels["train"]},
       val={"inputs": embeddings["validate"], "label": data.labels["validate"]},
-      config=config.fusion, stage="fusion", log=log)
+      config=config.fusion, **stage_kwargs("fusion"))
   model = dataclasses.replace(partial, fusion=fits["fusion"].state.variables)
   return model, fits

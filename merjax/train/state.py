@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -33,6 +35,25 @@ class TrainState(struct.PyTreeNode):
     return variables
 
 
+@dataclasses.dataclass(frozen=True)
+class _Apply:
+  """``model.apply`` that compares by the module's configuration.
+
+  ``apply_fn`` is a static field of the state, so jit caches on its equality: bound methods
+  of equal but distinct modules differ, and every trial would recompile the same step.
+  """
+
+  model: Any
+
+  def __call__(self, *args, **kwargs):
+    return self.model.apply(*args, **kwargs)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_variables(model, params_rng: jax.Array, dropout_rng: jax.Array, inputs: jax.Array):
+  return model.init({"params": params_rng, "dropout": dropout_rng}, inputs, train=False)
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
   """Plain SGD or Adam with Keras' defaults (no momentum; Adam eps=1e-7).
 
@@ -40,13 +61,19 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     config: the stage's :class:`~merjax.config.TrainConfig`.
 
   Returns:
-    An optax gradient transformation.
+    An optax gradient transformation (the same object for the same settings, so jitted
+    steps are reused across runs).
   """
-  if config.optimizer == "sgd":
-    return optax.sgd(config.learning_rate)
-  if config.optimizer == "adam":
-    return optax.adam(config.learning_rate, b1=0.9, b2=0.999, eps=1e-7)
-  raise ValueError(f"unknown optimizer {config.optimizer!r}")
+  return _optimizer(config.optimizer, config.learning_rate)
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer(optimizer: str, learning_rate: float) -> optax.GradientTransformation:
+  if optimizer == "sgd":
+    return optax.sgd(learning_rate)
+  if optimizer == "adam":
+    return optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-7)
+  raise ValueError(f"unknown optimizer {optimizer!r}")
 
 
 def create_state(model, example_inputs: jax.Array, config: TrainConfig, *, rng: jax.Array
@@ -63,10 +90,9 @@ def create_state(model, example_inputs: jax.Array, config: TrainConfig, *, rng: 
     A fresh :class:`TrainState` at step 0.
   """
   params_rng, dropout_rng = jax.random.split(rng)
-  variables = jax.jit(lambda x: model.init({"params": params_rng, "dropout": dropout_rng}, x,
-                                           train=False))(jnp.zeros_like(example_inputs))
+  variables = _init_variables(model, params_rng, dropout_rng, jnp.zeros_like(example_inputs))
   tx = make_optimizer(config)
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                    apply_fn=model.apply, tx=tx)
+                    apply_fn=_Apply(model), tx=tx)

@@ -9,12 +9,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from merjax import parallel
 from merjax.train.state import TrainState
 
 Batch = dict[str, jax.Array]  # {"inputs", "label", "mask"}; mask is 1 for real examples.
 
 
 def _masked_sums(logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+  # Mixed precision: the loss and its reductions stay float32 whatever the compute dtype.
+  logits = logits.astype(jnp.float32)
   mask = batch["mask"].astype(jnp.float32)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
   correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
@@ -62,13 +65,39 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainSt
 
 
 def eval_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
-  """Inference-mode logits and masked sums for one batch."""
+  """Inference-mode logits and masked sums for one batch (``mask`` echoed for the host)."""
   logits = state.apply_fn(state.variables, batch["inputs"], train=False)
-  return dict(_masked_sums(logits, batch), logits=logits)
+  return dict(_masked_sums(logits, batch), logits=logits.astype(jnp.float32),
+              mask=batch["mask"])
 
 
 jit_train_step = jax.jit(train_step, donate_argnums=(0,))
 jit_eval_step = jax.jit(eval_step)
+
+
+@functools.lru_cache(maxsize=None)
+def mesh_train_step(mesh: jax.sharding.Mesh):
+  """:func:`train_step` jitted data-parallel over ``mesh``.
+
+  The state and the key are replicated (and the state donated), the batch is split along
+  ``data``; the metrics come back replicated, so every process can read them.
+
+  Args:
+    mesh: a mesh from :func:`merjax.parallel.make_data_mesh`.
+
+  Returns:
+    ``step(state, batch, rng) -> (state, metrics)``.
+  """
+  rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  return jax.jit(train_step, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
+                 donate_argnums=(0,))
+
+
+@functools.lru_cache(maxsize=None)
+def mesh_eval_step(mesh: jax.sharding.Mesh):
+  """:func:`eval_step` over ``mesh``; logits and mask are gathered (replicated) for the host."""
+  rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  return jax.jit(eval_step, in_shardings=(rep, data), out_shardings=rep)
 
 
 def sum_metrics(per_step: list[dict[str, Any]]) -> dict[str, float]:

@@ -1,0 +1,91 @@
+"""``merjax tune``: the paper's Bayesian hyperparameter search per stage, on Ray Tune."""
+
+from __future__ import annotations
+
+from merjax.commands._options import add_dataset_arguments
+
+
+def register(subparsers) -> None:
+  parser = subparsers.add_parser(
+      "tune", help="search each stage's optimizer, learning rate and batch size (Ray Tune)",
+      description="Tune the CNN, DNN and fusion stages as the paper does: per stage, a "
+      "Gaussian-process Bayesian search over optimizer {sgd, adam}, learning rate {1e-6..1e-1} "
+      "and batch size {16..256}, starting at the lower end of every range, maximising "
+      "validation accuracy; each trial trains up to the epoch cap and stops early after 15 "
+      "epochs without improvement or once training accuracy exceeds 0.90. The fusion search "
+      "freezes the best CNN and DNN. Runs on embedded Ray (loopback only, no dashboard) or "
+      "joins a cluster with --address. Writes per stage a results table (Markdown, CSV, "
+      "JSON) and a plot; after the fusion stage, the tuned model directory and its test "
+      "report.")
+  add_dataset_arguments(parser)
+  parser.add_argument("--out", required=True,
+                      help="output directory (Ray experiments, results tables, tuned model)")
+  parser.add_argument("--stage", choices=("cnn", "dnn", "fusion", "all"), default="all",
+                      help="which search to run; fusion needs the cnn and dnn searches in --out "
+                      "(default: %(default)s)")
+  parser.add_argument("--trials", type=int, default=None,
+                      help="trials per stage (default: the paper's 10)")
+  parser.add_argument("--searcher", choices=("gp", "tpe", "random"), default=None,
+                      help="gp: Gaussian-process Bayesian optimisation as in Keras Tuner; tpe: "
+                      "optuna's TPE; random (default: gp)")
+  parser.add_argument("--max-concurrent", type=int, default=None,
+                      help="trials running at once (default: 1, as the paper's sequential "
+                      "search)")
+  parser.add_argument("--cpus-per-trial", type=float, default=1.0,
+                      help="CPUs Ray reserves for each trial (default: %(default)s)")
+  parser.add_argument("--gpus-per-trial", type=float, default=0.0,
+                      help="GPUs Ray reserves for each trial; a fraction shares a GPU "
+                      "(default: %(default)s)")
+  parser.add_argument("--num-cpus", type=int, default=None,
+                      help="CPUs of the embedded Ray session (default: all cores)")
+  parser.add_argument("--address", default=None,
+                      help="join a running Ray cluster at HOST:PORT (from `ray start --head`) "
+                      "instead of starting embedded Ray; --out must then be on storage every "
+                      "node shares")
+  parser.add_argument("--resume", action="store_true",
+                      help="continue an interrupted search in --out: finished trials are kept, "
+                      "unfinished ones continue from their checkpoint")
+  parser.add_argument("--augment", choices=("none", "offline"), default="offline",
+                      help="CNN-branch augmentation of the training split: offline is the "
+                      "paper's x5 set (default: %(default)s)")
+  parser.add_argument("--max-epochs", type=int, default=None,
+                      help="epoch cap per trial (default: the paper's 200)")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="seed of the data, the models and the searcher (default: 0)")
+  parser.add_argument("--workers", type=int, default=None,
+                      help="feature-extraction processes (default: cores, at most 4)")
+  parser.set_defaults(func=run, hparams=None)
+
+
+def tune_config_from_args(args):
+  """The paper config for the dataset with the command line's search settings."""
+  from merjax.commands._options import config_from_args
+  from merjax.errors import MerjaxError
+
+  config = config_from_args(args)
+  changes = {"seed": args.seed}
+  if args.trials is not None:
+    changes["trials"] = args.trials
+  if args.searcher is not None:
+    changes["searcher"] = args.searcher
+  if args.max_concurrent is not None:
+    changes["max_concurrent"] = args.max_concurrent
+  if changes.get("trials", 1) < 1:
+    raise MerjaxError(f"--trials must be at least 1, got {args.trials}")
+  if changes.get("max_concurrent", 1) < 1:
+    raise MerjaxError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
+  return config.replace(tune=config.tune.replace(**changes))
+
+
+def run(args) -> int:
+  from merjax.config import STAGES
+  from merjax.tune.run import tune_dataset
+
+  config = tune_config_from_args(args)
+  stages = STAGES if args.stage == "all" else (args.stage,)
+  tune_dataset(args.dataset, config=config, out=args.out, data_dir=args.data_dir,
+               stages=stages, clips_per_quadrant=args.clips_per_quadrant,
+               workers=args.workers, resume=args.resume, address=args.address,
+               num_cpus=args.num_cpus, cpus_per_trial=args.cpus_per_trial,
+               gpus_per_trial=args.gpus_per_trial)
+  return 0

@@ -1,0 +1,358 @@
+"""Input pipelines: grain over any random-access source, or a split kept on the accelerator.
+
+Both modes draw batches from the same :class:`Sampler`, so for the same seed they yield the same
+examples in the same order:
+
+* :class:`Loader` reads batches with grain (``MapDataset`` -> ``to_iter_dataset`` -> optional
+  ``mp_prefetch`` worker processes), from a :class:`merjax.data.store.PreparedDataset` or a dict
+  of arrays (precomputed log-mels, features ...), with a transform hook run in the workers.
+* :class:`DeviceArrays` puts a whole split on the device once (when it fits a memory budget) and
+  slices every batch there with one jitted gather: no host work per step beyond the dispatch.
+
+Every batch is a dict of arrays with the source's fields plus ``mask`` (float32, 1 for real
+examples) and ``index`` (the example's index in the source). Unless ``drop_remainder`` is set,
+the last batch is padded to full size with ``mask == 0``, so every example counts exactly once
+and one compiled step serves the whole epoch. Epoch ``e`` shuffles with the permutation seeded by
+``(seed, e)``. With several JAX processes each host reads its share
+(``grain.sharding.ShardByJaxProcess``), and all hosts yield the same number of batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from merjax.audio.io import from_pcm16
+from merjax.errors import MerjaxError
+
+Batch = dict[str, Any]
+
+
+def pcm_to_float(batch: Batch) -> Batch:
+  """Transform: the stores' int16 ``waveform`` to float32 in [-1, 1) (``x / 32768``)."""
+  return {**batch, "waveform": from_pcm16(batch["waveform"])}
+
+
+class ArraySource:
+  """A dict of equally long arrays as a random-access source (rows are examples).
+
+  Args:
+    arrays: ``{"inputs": [shape=(n, ...)], "label": [shape=(n,)], ...}``.
+  """
+
+  def __init__(self, arrays: Mapping[str, np.ndarray]):
+    sizes = {key: len(value) for key, value in arrays.items()}
+    if not sizes or len(set(sizes.values())) != 1:
+      raise MerjaxError(f"need one or more arrays of the same length, got lengths {sizes}")
+    self.arrays = {key: np.asarray(value) for key, value in arrays.items()}
+    self._size = next(iter(sizes.values()))
+
+  def __len__(self) -> int:
+    return self._size
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {key: value[index] for key, value in self.arrays.items()}
+
+  def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    return [self[i] for i in indices]
+
+  def gather(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+    return {key: value[np.asarray(indices)] for key, value in self.arrays.items()}
+
+
+def as_source(data):
+  """A dict of arrays becomes an :class:`ArraySource`; anything with len/getitem is kept."""
+  if isinstance(data, Mapping):
+    return ArraySource(data)
+  if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+    raise MerjaxError(f"a source needs __len__ and __getitem__, got {type(data).__name__}")
+  return data
+
+
+def gather(source, indices: np.ndarray) -> Batch:
+  """Rows ``indices`` of a source as stacked arrays (batched reads where the source has them)."""
+  if hasattr(source, "gather"):
+    return dict(source.gather(indices))
+  records = (source.__getitems__(list(indices)) if hasattr(source, "__getitems__")
+             else [source[int(i)] for i in indices])
+  return {key: np.stack([np.asarray(r[key]) for r in records]) for key in records[0]}
+
+
+def _no_sharding():
+  from grain.sharding import NoSharding
+  return NoSharding()
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+  """Which examples make up every batch: per-epoch shuffling, host sharding and padding.
+
+  Args:
+    num_examples: size of the set being batched.
+    batch_size: examples per batch on this host.
+    seed: epoch ``e`` uses the permutation of ``np.random.default_rng([seed, e])``.
+    shuffle: shuffle every epoch (training) or keep the order (evaluation).
+    drop_remainder: drop the last partial batch (and, across hosts, the examples that do not
+      split evenly) instead of padding it with ``mask == 0``.
+    shard_options: this host's share, e.g. ``grain.sharding.ShardByJaxProcess()``; the
+      permutation is global, so hosts see disjoint examples in every epoch.
+  """
+
+  num_examples: int
+  batch_size: int
+  seed: int = 0
+  shuffle: bool = True
+  drop_remainder: bool = False
+  shard_options: Any = dataclasses.field(default_factory=_no_sharding)
+
+  def __post_init__(self):
+    if self.num_examples <= 0:
+      raise MerjaxError(f"cannot batch an empty set (num_examples={self.num_examples})")
+    if self.batch_size <= 0:
+      raise MerjaxError(f"batch_size must be positive, got {self.batch_size}")
+    if self.seed < 0:
+      raise MerjaxError(f"seed must be non-negative, got {self.seed}")
+    if self.drop_remainder and len(self) == 0:
+      raise MerjaxError(f"{self.num_examples} examples make no full batch of {self.batch_size} "
+                        f"per host; lower the batch size or keep the remainder")
+
+  def __len__(self) -> int:
+    """Batches per epoch, the same on every host."""
+    per_host = -(-self.num_examples // self.shard_options.shard_count)
+    if self.drop_remainder:
+      return (self.num_examples // self.shard_options.shard_count) // self.batch_size
+    return -(-per_host // self.batch_size)
+
+  def _host_range(self) -> tuple[int, int]:
+    # grain's even split: contiguous ranges, the first n % count hosts one longer (or all
+    # n // count long when dropping the remainder).
+    index, count = self.shard_options.shard_index, self.shard_options.shard_count
+    size, extra = divmod(self.num_examples, count)
+    if self.drop_remainder:
+      return index * size, (index + 1) * size
+    return index * size + min(index, extra), (index + 1) * size + min(index + 1, extra)
+
+  def order(self, epoch: int) -> np.ndarray:
+    """The global order of epoch ``epoch`` [shape=(num_examples,)]."""
+    if not self.shuffle:
+      return np.arange(self.num_examples)
+    return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+
+  def epoch(self, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """This host's batches of one epoch.
+
+    Returns:
+      ``(positions, mask)``, both [shape=(len(self), batch_size)]: positions in ``0..n-1``
+      (padding repeats the epoch's first example) and float32 1/0 masks.
+    """
+    order = self.order(epoch)
+    start, end = self._host_range()
+    mine = order[start:end]
+    slots = len(self) * self.batch_size
+    positions = np.full(slots, order[0], dtype=np.int64)
+    mask = np.zeros(slots, dtype=np.float32)
+    used = min(slots, len(mine))
+    positions[:used], mask[:used] = mine[:used], 1.0
+    return positions.reshape(-1, self.batch_size), mask.reshape(-1, self.batch_size)
+
+
+def _mark_flags_parsed() -> None:
+  # grain 0.2.18's mp_prefetch reads absl flags; a script that never parsed them would raise
+  # UnparsedFlagAccessError.
+  from absl import flags
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+class _BatchFn:
+  """Global batch number -> batch dict (runs in grain's threads and worker processes)."""
+
+  def __init__(self, source, indices: np.ndarray, sampler: Sampler,
+               transform: Callable[[Batch], Batch] | None):
+    self.source, self.indices, self.sampler, self.transform = source, indices, sampler, transform
+    self._table = None
+
+  def __getstate__(self):
+    return {**self.__dict__, "_table": None}
+
+  def __call__(self, number: int) -> Batch:
+    epoch, row = divmod(int(number), len(self.sampler))
+    table = self._table  # one permutation per epoch, not per batch
+    if table is None or table[0] != epoch:
+      table = self._table = (epoch, *self.sampler.epoch(epoch))
+    _, positions, mask = table
+    ids = self.indices[positions[row]]
+    batch = gather(self.source, ids)
+    batch["mask"], batch["index"] = mask[row].copy(), ids
+    return self.transform(batch) if self.transform is not None else batch
+
+
+class Loader:
+  """Batches of a source read with grain: seeded per-epoch shuffling, host sharding, prefetching.
+
+  Args:
+    source: a random-access source (``len`` and ``[i]``; e.g. a
+      :class:`~merjax.data.store.PreparedDataset`) or a dict of arrays.
+    batch_size: examples per batch on this host.
+    indices: which of the source's examples to use (e.g. ``ds.indices("train")``); all by default.
+    seed: shuffling seed (see :class:`Sampler`).
+    shuffle: shuffle every epoch; ``False`` with ``drop_remainder=False`` is evaluation order.
+    drop_remainder: drop the last partial batch instead of padding it with ``mask == 0``.
+    transform: ``batch -> batch`` applied to every batch, in the workers when there are any
+      (must then be picklable), e.g. :func:`pcm_to_float`.
+    shard_options: this host's share (default: all data; ``ShardByJaxProcess()`` for multi-host).
+    num_epochs: how many epochs :meth:`epoch` may reach (default: unbounded).
+    worker_count: grain ``mp_prefetch`` worker processes (0 reads in this process's threads).
+    worker_buffer_size: batches each worker prepares ahead.
+    read_threads: threads reading batches ahead in each process.
+  """
+
+  def __init__(self, source, *, batch_size: int, indices: Sequence[int] | None = None,
+               seed: int = 0, shuffle: bool = True, drop_remainder: bool = False,
+               transform: Callable[[Batch], Batch] | None = None, shard_options=None,
+               num_epochs: int | None = None, worker_count: int = 0, worker_buffer_size: int = 2,
+               read_threads: int = 4):
+    self.source = as_source(source)
+    self.indices = (np.arange(len(self.source)) if indices is None
+                    else np.asarray(indices, dtype=np.int64))
+    self.sampler = Sampler(len(self.indices), batch_size, seed=seed, shuffle=shuffle,
+                           drop_remainder=drop_remainder,
+                           shard_options=shard_options or _no_sharding())
+    self.transform = transform
+    self.num_epochs = num_epochs
+    self.worker_count, self.worker_buffer_size = worker_count, worker_buffer_size
+    self.read_threads = read_threads
+    self._iterator, self._next = None, -1
+
+  def __len__(self) -> int:
+    """Batches per epoch."""
+    return len(self.sampler)
+
+  def dataset(self, start_epoch: int = 0):
+    """The grain ``IterDataset`` of all batches from ``start_epoch`` on, epoch after epoch."""
+    import grain
+
+    per_epoch = len(self)
+    stop_epoch = self.num_epochs if self.num_epochs is not None else start_epoch + 10**9
+    ds = grain.MapDataset.range(start_epoch * per_epoch, stop_epoch * per_epoch)
+    ds = ds.map(_BatchFn(self.source, self.indices, self.sampler, self.transform))
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=self.read_threads,
+                                              prefetch_buffer_size=2 * self.read_threads))
+    if self.worker_count > 0:
+      _mark_flags_parsed()
+      ds = ds.mp_prefetch(grain.MultiprocessingOptions(
+          num_workers=self.worker_count, per_worker_buffer_size=self.worker_buffer_size))
+    return ds
+
+  def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+    """The batches of one epoch; consecutive epochs keep the same grain workers running."""
+    if self.num_epochs is not None and not 0 <= epoch < self.num_epochs:
+      raise MerjaxError(f"epoch {epoch} is outside this loader's {self.num_epochs} epochs")
+    per_epoch = len(self)
+    if self._iterator is None or self._next != epoch * per_epoch:
+      self.close()
+      self._iterator, self._next = iter(self.dataset(epoch)), epoch * per_epoch
+    for _ in range(per_epoch):
+      batch = next(self._iterator)
+      self._next += 1
+      yield batch
+
+  def __iter__(self) -> Iterator[Batch]:
+    return self.epoch(0)
+
+  def close(self) -> None:
+    """Stops the worker processes (also done when the loader is garbage collected)."""
+    if self._iterator is not None and hasattr(self._iterator, "close"):
+      self._iterator.close()
+    self._iterator, self._next = None, -1
+
+  def __del__(self):
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except  # interpreter shutdown
+      pass
+
+
+def nbytes(arrays: Mapping[str, np.ndarray]) -> int:
+  return int(sum(np.asarray(v).nbytes if not hasattr(v, "nbytes") else v.nbytes
+                 for v in arrays.values()))
+
+
+def device_memory_budget(*, fraction: float = 0.5, device=None) -> int | None:
+  """``fraction`` of the device's free memory (of free host RAM for CPU devices), in bytes."""
+  import jax
+
+  device = device or jax.local_devices()[0]
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and "bytes_limit" in stats:
+    return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+  try:
+    return int(fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def _take(arrays: dict, table, mask, row) -> dict:
+  import jax.numpy as jnp
+  from jax import lax
+
+  ids = lax.dynamic_index_in_dim(table, row, keepdims=False)
+  batch = {key: jnp.take(value, ids, axis=0) for key, value in arrays.items()}
+  batch["mask"] = lax.dynamic_index_in_dim(mask, row, keepdims=False)
+  batch["index"] = ids
+  return batch
+
+
+class DeviceArrays:
+  """A whole split on the accelerator; batches are gathered there, one jitted call per step.
+
+  Args:
+    arrays: ``{"inputs": [shape=(n, ...)], "label": [shape=(n,)], ...}`` (numpy or jax).
+    batch_size: examples per batch on this host.
+    seed, shuffle, drop_remainder, shard_options: as for :class:`Loader` (same batches).
+    sharding: where the stored arrays live (default device, or e.g. replicated on a mesh).
+    batch_sharding: sharding of the yielded batches (e.g. ``NamedSharding(mesh, P("data"))``).
+    memory_budget_bytes: refuse (MerjaxError) when the arrays need more; default
+      :func:`device_memory_budget`.
+  """
+
+  def __init__(self, arrays: Mapping[str, np.ndarray], *, batch_size: int, seed: int = 0,
+               shuffle: bool = True, drop_remainder: bool = False, shard_options=None,
+               sharding=None, batch_sharding=None, memory_budget_bytes: int | None = None):
+    import jax
+
+    ArraySource(arrays)  # validates equal lengths
+    need = nbytes(arrays)
+    budget = device_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+    if budget is not None and need > budget:
+      raise MerjaxError(f"the split needs {need / 2**30:.2f} GiB on the device but the budget is "
+                        f"{budget / 2**30:.2f} GiB; stream it with merjax.data.pipeline.Loader")
+    self.sampler = Sampler(len(next(iter(arrays.values()))), batch_size, seed=seed,
+                           shuffle=shuffle, drop_remainder=drop_remainder,
+                           shard_options=shard_options or _no_sharding())
+    self.arrays = {key: jax.device_put(value, sharding) for key, value in arrays.items()}
+    self._take = jax.jit(_take, out_shardings=batch_sharding)
+
+  @staticmethod
+  def fits(arrays: Mapping[str, np.ndarray], *, memory_budget_bytes: int | None = None) -> bool:
+    """Whether ``arrays`` fit the budget (default :func:`device_memory_budget`)."""
+    budget = device_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+    return budget is None or nbytes(arrays) <= budget
+
+  def __len__(self) -> int:
+    return len(self.sampler)
+
+  def epoch(self, epoch: int = 0) -> Iterator[dict]:
+    """The batches of one epoch as device arrays, with ``mask`` and ``index``."""
+    import jax
+
+    positions, mask = self.sampler.epoch(epoch)
+    table, mask = jax.device_put(positions.astype(np.int32)), jax.device_put(mask)
+    for row in range(len(self)):
+      yield self._take(self.arrays, table, mask, row)
+
+  def __iter__(self) -> Iterator[dict]:
+    return self.epoch(0)

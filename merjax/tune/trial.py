@@ -1,0 +1,116 @@
+"""One trial of a stage search: the Ray Tune trainable.
+
+It trains the stage's network with the trial's optimizer, learning rate and batch size under
+the paper's stopping rules (:func:`merjax.train.fit` with :class:`EarlyStopping`), reports
+every epoch to Ray Tune, and checkpoints each new best epoch with orbax
+(:mod:`merjax.tune.checkpoint`). A trial Ray restores after an interruption continues from
+that checkpoint and repeats the epochs after it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Any, Mapping
+
+import numpy as np
+
+from merjax.config import ModelConfig, TrainConfig
+from merjax.tune.space import apply_point
+
+# {"train": {"inputs": [shape=(n, ...)], "label": [shape=(n,)]}, "validate": {...}}
+StageArrays = Mapping[str, Mapping[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSetup:
+  """What every trial of one stage search shares.
+
+  Attributes:
+    stage: ``"cnn"``, ``"dnn"`` or ``"fusion"``.
+    model: the network sizes.
+    train: epochs cap, patience, the 0.90 rule and the seed (the searched values replace its
+      optimizer, learning rate and batch size).
+    gpus_per_trial: the GPU share; a fraction caps JAX's memory pool to that share.
+  """
+
+  stage: str
+  model: ModelConfig
+  train: TrainConfig
+  gpus_per_trial: float = 0.0
+
+
+def stage_model(stage: str, model: ModelConfig):
+  """The Flax classifier a stage trains: the CNN, the DNN or the fusion head."""
+  from merjax.models import CNN, DNN, Fusion
+  networks = {"cnn": CNN, "dnn": DNN, "fusion": Fusion}
+  if stage not in networks:
+    raise ValueError(f"stage must be one of {sorted(networks)}, got {stage!r}")
+  return networks[stage](model)
+
+
+def _file_log(path: str):
+  def log(line: str) -> None:
+    with open(path, "a") as f:
+      f.write(line + "\n")
+  return log
+
+
+def _result(record: dict, stopper, point: dict) -> dict[str, Any]:
+  return {**record, **point, "best_val_accuracy": stopper.best_accuracy,
+          "best_epoch": stopper.best_epoch + 1, "stop_reason": stopper.stop_reason,
+          "early_stopping": stopper.state_dict()}
+
+
+def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
+  """Trains one stage with ``point``'s hyperparameters, reporting each epoch to Ray Tune.
+
+  Args:
+    point: ``{"optimizer", "learning_rate", "batch_size"}`` chosen by the searcher.
+    setup: the stage, network sizes and stopping rules.
+    data: training and validation inputs with integer labels.
+
+  Raises:
+    merjax.train.TrainingDivergedError: when the loss becomes NaN or infinite (Ray records
+      the trial as failed with this reason, and the search goes on).
+  """
+  if 0 < setup.gpus_per_trial < 1:  # several trials share a GPU: preallocate only our share
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * setup.gpus_per_trial:.3f}")
+  import jax
+  import jax.numpy as jnp
+  from ray import tune
+
+  from merjax.data.memory import DeviceBatches
+  from merjax.train.fit import fit
+  from merjax.train.state import create_state
+  from merjax.tune.checkpoint import restore_trial_checkpoint, save_trial_checkpoint
+
+  config = apply_point(setup.train, point)
+  train, val = data["train"], data["validate"]
+  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
+  state = create_state(stage_model(setup.stage, setup.model), jnp.asarray(train["inputs"][:1]),
+                       config, rng=init_rng)
+  stopper = None
+  checkpoint = tune.get_checkpoint()
+  if checkpoint is not None:
+    with checkpoint.as_directory() as directory:
+      state, stopper, _ = restore_trial_checkpoint(directory, like=state)
+
+  def report(epoch: int, record: dict, state, stopper) -> None:
+    metrics = _result(record, stopper, point)
+    if not stopper.improved:
+      tune.report(metrics)
+      return
+    with tempfile.TemporaryDirectory(prefix="merjax-trial-") as directory:
+      save_trial_checkpoint(directory, state=state, stopper=stopper, epoch=epoch,
+                            meta={"stage": setup.stage, "hparams": point,
+                                  "val_accuracy": record["val_accuracy"]})
+      tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+  train_batches = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
+                                seed=config.seed)
+  val_batches = DeviceBatches(dict(val), batch_size=config.batch_size, shuffle=False)
+  fit(state, train_batches=train_batches.epoch, val_batches=val_batches.epoch, config=config,
+      rng=dropout_rng, stage=setup.stage, stopper=stopper, on_epoch_end=report,
+      log=_file_log(os.path.join(tune.get_context().get_trial_dir(), "fit.log")))

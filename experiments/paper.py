@@ -70,10 +70,10 @@ def experiment(dataset: str = "merge_audio_balanced") -> Config:
 
 def quick(*, seed: int = 0) -> Config:
   """``--quick``: the protocol on 3-second synthetic clips, 3 trials per stage of at most
-  4 epochs over batch sizes {16, 32} (larger batches are all padding on 28 training clips),
+  6 epochs over batch sizes {16, 32} (larger batches are all padding on 28 training clips),
   without augmentation."""
   config = experiment(QUICK_REFERENCE)
-  stages = {stage: config.stage(stage).replace(max_epochs=4, patience=3, seed=seed)
+  stages = {stage: config.stage(stage).replace(max_epochs=6, patience=3, seed=seed)
             for stage in STAGES}
   return config.replace(
       audio=config.audio.replace(clip_seconds=3.0),

@@ -52,18 +52,17 @@ def augmented_log_mels(waveforms, *, audio: AudioConfig, augment: AugmentConfig,
 
   n = len(waveforms)
   transforms = tuple(augment.transforms)
-  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+  fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
   kwargs = _mel_kwargs(audio, augment)
   per_transform = {name: [] for name in transforms}
   for start in tqdm(range(0, n, _CHUNK), desc="augment + log-mel", disable=not progress,
                     unit="batch"):
     stop = min(start + _CHUNK, n)
     chunk = jnp.asarray(waveforms[start:stop], jnp.float32)
-    chunk_keys = keys[start:stop]
+    chunk_keys = fold(key, jnp.arange(start, start + _CHUNK))
     pad = _CHUNK - (stop - start)
     if pad:  # one compiled shape for every chunk
       chunk = jnp.concatenate([chunk, jnp.zeros((pad, chunk.shape[1]), chunk.dtype)])
-      chunk_keys = jnp.concatenate([chunk_keys, chunk_keys[:1].repeat(pad, axis=0)])
     mels, _ = augment_log_mel(chunk_keys, chunk, transforms=transforms, include_original=False,
                               **kwargs)
     for name in transforms:
@@ -110,16 +109,19 @@ class OnlineAugmentedBatches:
     augment: transforms, ranges and seed.
     mel_mean, mel_std: the training split's log-mel statistics.
     batch_size: examples per batch.
+    mesh: optional data mesh for the batches (see :class:`merjax.data.memory.DeviceBatches`).
   """
 
   def __init__(self, waveforms, labels, train_mels, *, audio: AudioConfig,
-               augment: AugmentConfig, mel_mean: float, mel_std: float, batch_size: int):
+               augment: AugmentConfig, mel_mean: float, mel_std: float, batch_size: int,
+               mesh=None):
     self.waveforms = jax.device_put(np.asarray(waveforms, np.float32))
     self.originals = jax.device_put(np.asarray(train_mels, np.float32))
     self.labels = np.tile(np.asarray(labels), 1 + len(augment.transforms))
     self.audio, self.augment = audio, augment
     self.mel_mean, self.mel_std = mel_mean, mel_std
     self.batch_size = batch_size
+    self.mesh = mesh
 
   def __len__(self) -> int:
     return -(-len(self.labels) // self.batch_size)
@@ -131,5 +133,6 @@ class OnlineAugmentedBatches:
                                   key=key, mel_mean=self.mel_mean, mel_std=self.mel_std)
     inputs = jnp.concatenate([self.originals, variants])
     batches = DeviceBatches({"inputs": inputs, "label": self.labels},
-                            batch_size=self.batch_size, shuffle=True, seed=self.augment.seed)
+                            batch_size=self.batch_size, shuffle=True, seed=self.augment.seed,
+                            mesh=self.mesh)
     yield from batches.epoch(epoch)

@@ -27,7 +27,9 @@ def split_metrics(model, *, mels: np.ndarray, features: np.ndarray, labels: np.n
 
 def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
                 data_dir: str | os.PathLike | None = None, clips_per_quadrant: int = 40,
-                workers: int | None = None, log: Callable[[str], Any] = print) -> dict[str, dict]:
+                workers: int | None = None, mesh: Any = "auto",
+                workdir: str | os.PathLike | None = None,
+                log: Callable[[str], Any] = print) -> dict[str, dict]:
   """Trains the three stages on a dataset and writes a self-contained model directory.
 
   Args:
@@ -37,6 +39,8 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
     data_dir: the prepared store's root.
     clips_per_quadrant: size of the synthetic set, if ``dataset == "synthetic"``.
     workers: feature-extraction processes.
+    mesh: devices to train on (see :func:`merjax.parallel.resolve_mesh`).
+    workdir: per-epoch checkpoints of every stage; a rerun resumes from them.
     log: progress sink.
 
   Returns:
@@ -55,7 +59,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   data = inputs.stage_data
   model, fits = train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
                              mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
-                             log=log)
+                             mesh=mesh, workdir=workdir, log=log)
   training = {stage: {"history": fit.history, "best_epoch": fit.best_epoch + 1,
                       "best_val_accuracy": fit.best_val_accuracy, "stop_reason": fit.stop_reason}
               for stage, fit in fits.items()}

@@ -109,6 +109,28 @@ def model_inputs(model, waveforms: np.ndarray, *, workers: int | None = None,
   return model.normalise_mels(mels), np.asarray(features, np.float32)
 
 
+def _add_augmentation(stage_data: StageData, train_waveforms: np.ndarray, *, config: Config,
+                      mel_mean: float, mel_std: float, log: Callable[[str], Any]) -> None:
+  """Adds the CNN's augmented training set (offline) or its per-epoch source (online)."""
+  from merjax.augmentation import OnlineAugmentedBatches, offline_training_set
+
+  augment = config.augment
+  if augment.mode == "none" or not augment.transforms:
+    return
+  train_labels, train_mels = stage_data.labels["train"], stage_data.mels["train"]
+  kwargs = dict(audio=config.audio, augment=augment, mel_mean=mel_mean, mel_std=mel_std)
+  if augment.mode == "offline":
+    stage_data.cnn_train_mels, stage_data.cnn_train_labels = offline_training_set(
+        train_waveforms, train_labels, train_mels, **kwargs)
+    log(f"offline augmentation ({', '.join(augment.transforms)}): CNN trains on "
+        f"{len(stage_data.cnn_train_labels)} clips")
+  else:
+    stage_data.cnn_train_batches = lambda *, batch_size, mesh: OnlineAugmentedBatches(
+        train_waveforms, train_labels, train_mels, batch_size=batch_size, mesh=mesh,
+        **kwargs).epoch
+    log(f"online augmentation ({', '.join(augment.transforms)}): fresh variants every epoch")
+
+
 def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike | None = None,
                    clips_per_quadrant: int = 40, workers: int | None = None,
                    keep_waveforms: bool = False, log: Callable[[str], Any] = print
@@ -152,6 +174,8 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
 
   stage_data = StageData(mels=by_split(mels), features=by_split(features),
                          labels=by_split(labels))
+  _add_augmentation(stage_data, waveforms[index["train"]], config=config, mel_mean=mel_mean,
+                    mel_std=mel_std, log=log)
   return PreparedInputs(stage_data=stage_data,
                         waveforms=by_split(waveforms) if keep_waveforms else None,
                         song_ids=by_split(song_ids), mel_mean=mel_mean, mel_std=mel_std,

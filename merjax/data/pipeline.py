@@ -86,6 +86,11 @@ def _no_sharding():
   return NoSharding()
 
 
+def _by_jax_process():
+  from grain.sharding import ShardByJaxProcess
+  return ShardByJaxProcess()
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampler:
   """Which examples make up every batch: per-epoch shuffling, host sharding and padding.
@@ -203,7 +208,8 @@ class Loader:
     drop_remainder: drop the last partial batch instead of padding it with ``mask == 0``.
     transform: ``batch -> batch`` applied to every batch, in the workers when there are any
       (must then be picklable), e.g. :func:`pcm_to_float`.
-    shard_options: this host's share (default: all data; ``ShardByJaxProcess()`` for multi-host).
+    shard_options: this host's share (default ``grain.sharding.ShardByJaxProcess()``: with
+      several JAX processes each reads its part; with one, everything).
     num_epochs: how many epochs :meth:`epoch` may reach (default: unbounded).
     worker_count: grain ``mp_prefetch`` worker processes (0 reads in this process's threads).
     worker_buffer_size: batches each worker prepares ahead.
@@ -220,7 +226,7 @@ class Loader:
                     else np.asarray(indices, dtype=np.int64))
     self.sampler = Sampler(len(self.indices), batch_size, seed=seed, shuffle=shuffle,
                            drop_remainder=drop_remainder,
-                           shard_options=shard_options or _no_sharding())
+                           shard_options=shard_options or _by_jax_process())
     self.transform = transform
     self.num_epochs = num_epochs
     self.worker_count, self.worker_buffer_size = worker_count, worker_buffer_size
@@ -277,7 +283,8 @@ class Loader:
 
 
 def nbytes(arrays: Mapping[str, np.ndarray]) -> int:
-  return int(sum(np.asarray(v).nbytes if not hasattr(v, "nbytes") else v.nbytes
+  """Total size of a dict of (numpy or jax) arrays in bytes."""
+  return int(sum(v.nbytes if hasattr(v, "nbytes") else np.asarray(v).nbytes
                  for v in arrays.values()))
 
 
@@ -332,7 +339,7 @@ class DeviceArrays:
                         f"{budget / 2**30:.2f} GiB; stream it with merjax.data.pipeline.Loader")
     self.sampler = Sampler(len(next(iter(arrays.values()))), batch_size, seed=seed,
                            shuffle=shuffle, drop_remainder=drop_remainder,
-                           shard_options=shard_options or _no_sharding())
+                           shard_options=shard_options or _by_jax_process())
     self.arrays = {key: jax.device_put(value, sharding) for key, value in arrays.items()}
     self._take = jax.jit(_take, out_shardings=batch_sharding)
 

@@ -53,9 +53,10 @@ PARAMS_DTYPE = np.dtype([
 
 _SCALES = {"major": np.array([0, 2, 4, 5, 7, 9, 11]), "minor": np.array([0, 2, 3, 5, 7, 8, 10])}
 # Chord progressions as scale degrees (0 = tonic), one chord per bar; all start on the tonic.
+# The minor keys' dominant (degree 4) is major, with the harmonic minor's raised seventh.
 _PROGRESSIONS = {
-    "major": ((0, 3, 4, 0), (0, 5, 3, 4), (0, 4, 5, 3), (0, 3, 0, 4)),
-    "minor": ((0, 3, 4, 0), (0, 5, 2, 6), (0, 5, 3, 4), (0, 3, 6, 0)),
+    "major": ((0, 3, 4, 0), (0, 1, 4, 0), (0, 3, 0, 4), (0, 5, 1, 4)),
+    "minor": ((0, 3, 4, 0), (0, 5, 3, 4), (0, 3, 6, 0), (0, 5, 4, 0)),
 }
 _TABLE_SIZE = 4096
 
@@ -230,6 +231,8 @@ def synthesize(params: np.void, *, seconds: float, sample_rate: int,
   degrees, bar_onsets = degrees[keep], bar_onsets[keep]
   chord = np.stack([(degrees + 2 * i) for i in range(3)], axis=1)  # scale steps of the triad
   chord_midi = 60 + root + scale[chord % 7] + 12 * (chord // 7)
+  if mode == "minor":
+    chord_midi += (degrees[:, None] == 4) & (chord % 7 == 6)  # leading tone of the dominant
   bar_seg = _segments(bar_onsets, n)
   pad_env = _envelope(bar_seg, amps=np.full(len(bar_onsets), 0.22), attack=40 * ms,
                       decay=np.full(len(bar_onsets), 3.0 * beat), release=10 * ms)
@@ -256,11 +259,17 @@ def synthesize(params: np.void, *, seconds: float, sample_rate: int,
   # Melody: a random walk over the scale in eighth or quarter notes, some rests, and (with
   # dissonance) chromatic neighbour tones.
   durations = np.where(rng.random(4 * n_beats) < 0.6, 0.5, 1.0)
-  starts = offset + beat * np.concatenate([[0.0], np.cumsum(durations)[:-1]])
-  starts = np.round(starts).astype(np.int64)
-  starts = starts[starts < n]
+  in_beats = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
+  starts = np.round(offset + beat * in_beats).astype(np.int64)
+  keep = starts < n
+  starts, in_beats = starts[keep], in_beats[keep]
   steps = rng.choice([-2, -1, -1, 0, 1, 1, 2], size=len(starts))
   walk = np.abs((7 + np.cumsum(steps)) % 28 - 14)  # fold into two octaves of scale steps
+  # Notes on the beat land on a tone of the bar's chord, as melodies tend to.
+  chord_root = degrees[np.minimum((in_beats // 4).astype(int), len(degrees) - 1)]
+  interval = (walk - chord_root) % 7
+  snap = np.where(interval == 6, 1, -(interval % 2))  # 1, 3, 5 -> down; 6 -> up to the root
+  walk = np.where(in_beats % 1 == 0, np.clip(walk + snap, 0, 14), walk)
   melody_midi = 60 + root + scale[walk % 7] + 12 * (walk // 7)
   chromatic = rng.random(len(starts)) < 0.35 * dissonance
   melody_midi = melody_midi + chromatic * rng.choice([-1, 1, 6], size=len(starts))

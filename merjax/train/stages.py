@@ -29,6 +29,7 @@ Split = Mapping[str, np.ndarray]  # {"inputs": [shape=(n, ...)], "label": [shape
 
 def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, stage: str,
                      log: Callable[[str], Any] | None = print, mesh: Any = "auto",
+                     train_batches: Callable[[int], Any] | None = None,
                      **fit_kwargs) -> FitResult:
   """Trains one Flax classifier with the paper's protocol on in-memory splits.
 
@@ -45,6 +46,8 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
     mesh: ``"auto"`` (data-parallel over all devices when there are several), a device
       count, a :class:`jax.sharding.Mesh`, or None (single device); see
       :func:`merjax.parallel.resolve_mesh`. The batch size must divide across the devices.
+    train_batches: optional ``epoch -> batches`` replacing the batches of ``train`` (e.g.
+      online augmentation); ``train`` then only gives the input shape.
     **fit_kwargs: passed to :func:`merjax.train.fit` (``on_epoch_end``, ``stopper``,
       ``workdir``).
 
@@ -55,13 +58,14 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   state = create_state(model, jnp.asarray(train["inputs"][:1]), config, rng=init_rng)
-  train_data = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
-                             seed=config.seed, mesh=mesh)
+  if train_batches is None:
+    train_batches = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
+                                  seed=config.seed, mesh=mesh).epoch
   # Evaluation pads with a mask, so its batch only needs rounding up to the device count.
   val_batch = (config.batch_size if mesh is None
                else parallel.round_up(config.batch_size, parallel.data_size(mesh)))
   val_data = DeviceBatches(dict(val), batch_size=val_batch, shuffle=False, mesh=mesh)
-  return fit(state, train_batches=train_data.epoch, val_batches=val_data.epoch, config=config,
+  return fit(state, train_batches=train_batches, val_batches=val_data.epoch, config=config,
              rng=dropout_rng, stage=stage, log=log, mesh=mesh, **fit_kwargs)
 
 
@@ -154,8 +158,10 @@ class StageData:
   mels: dict[str, np.ndarray]       # normalised log-mels per split
   features: dict[str, np.ndarray]   # preprocessed features per split
   labels: dict[str, np.ndarray]
-  cnn_train_mels: np.ndarray | None = None    # augmented training set for stage 1, if any
+  cnn_train_mels: np.ndarray | None = None    # offline-augmented training set for stage 1
   cnn_train_labels: np.ndarray | None = None
+  # online augmentation: ``(batch_size, mesh) -> (epoch -> batches)`` for stage 1
+  cnn_train_batches: Callable[..., Callable[[int], Any]] | None = None
 
 
 def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: float,
@@ -189,10 +195,12 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
     return kwargs
 
   fits = {}
+  online = (None if data.cnn_train_batches is None
+            else data.cnn_train_batches(batch_size=config.cnn.batch_size, mesh=mesh))
   fits["cnn"] = train_classifier(
       CNN(config.model), train={"inputs": cnn_train_mels, "label": cnn_train_labels},
       val={"inputs": data.mels["validate"], "label": data.labels["validate"]},
-      config=config.cnn, **stage_kwargs("cnn"))
+      config=config.cnn, train_batches=online, **stage_kwargs("cnn"))
   fits["dnn"] = train_classifier(
       DNN(config.model), train={"inputs": data.features["train"], "label": data.labels["train"]},
       val={"inputs": data.features["validate"], "label": data.labels["validate"]},

@@ -9,14 +9,15 @@ from pathlib import Path
 from merjax.tune.search import StageSearch, TrialRecord
 
 COLUMNS = ("trial", "optimizer", "learning_rate", "batch_size", "epochs", "best_epoch",
-           "best_val_accuracy", "stop_reason", "status", "chosen")
+           "best_val_accuracy", "stop_reason", "status", "error", "chosen")
 
 
 def _row(trial: TrialRecord, best_number: int) -> dict:
+  status = "failed" if trial.error else ("finished" if trial.status == "TERMINATED"
+                                         else trial.status.lower())
   return {"trial": trial.number, **trial.hparams, "epochs": trial.epochs,
           "best_epoch": trial.best_epoch, "best_val_accuracy": trial.best_val_accuracy,
-          "stop_reason": trial.stop_reason or "",
-          "status": "failed: " + trial.error if trial.error else trial.status.lower(),
+          "stop_reason": trial.stop_reason or "", "status": status, "error": trial.error or "",
           "chosen": trial.number == best_number}
 
 
@@ -30,7 +31,8 @@ def trials_table(search: StageSearch) -> str:
                 else f"{100 * row['best_val_accuracy']:.2f}%")
     cells = [str(row["trial"]), str(row["optimizer"]), f"{row['learning_rate']:g}",
              str(row["batch_size"]), str(row["epochs"]), str(row["best_epoch"] or ""), accuracy,
-             row["stop_reason"], row["status"].replace("|", "/")]
+             row["stop_reason"],
+             (f"failed: {row['error']}" if row["error"] else row["status"]).replace("|", "/")]
     if row["chosen"]:
       cells = [f"**{c}**" if c else c for c in cells]
     lines.append("| " + " | ".join(cells) + " |")
@@ -47,6 +49,7 @@ def plot_trials(search: StageSearch, path: str | os.PathLike) -> Path:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
 
   fig, ax = plt.subplots(figsize=(7, 4))
   for trial in search.trials:
@@ -59,6 +62,7 @@ def plot_trials(search: StageSearch, path: str | os.PathLike) -> Path:
     ax.plot(epochs, [h["val_accuracy"] for h in trial.history], label=label,
             linewidth=2.5 if chosen else 1.0, linestyle=":" if trial.error else "-",
             marker="o" if len(epochs) < 20 else None, markersize=3)
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.set_xlabel("epoch")
   ax.set_ylabel("validation accuracy")
   ax.set_ylim(0, 1)

@@ -188,20 +188,22 @@ def _progress_callback(stage: str, total: int, log: Callable[[str], Any] | None)
       from tqdm.auto import tqdm
       self._bar = tqdm(total=total, desc=f"tune {stage}", unit="trial")
 
-    def _tick(self, trial, text: str) -> None:
+    def _tick(self, trials, trial, text: str) -> None:
       if self._bar is None:
         self.setup()
-      self._bar.update(1)
+      # Trials finished before a resume count too.
+      ended = sum(t.status in ("TERMINATED", "ERROR") or t is trial for t in trials)
+      self._bar.update(max(1, ended - self._bar.n))
       if log is not None:
         self._bar.write(f"[{stage}] trial {trial.trial_id} {trial.config}: {text}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
       result = trial.last_result or {}
-      self._tick(trial, f"best val_acc {result.get(METRIC, float('nan')):.3f} at epoch "
+      self._tick(trials, trial, f"best val_acc {result.get(METRIC, float('nan')):.3f} at epoch "
                         f"{result.get('best_epoch')}, {result.get('stop_reason')}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-      self._tick(trial, "failed")
+      self._tick(trials, trial, "failed")
 
     def on_experiment_end(self, trials, **info):
       if self._bar is not None:

@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -444,6 +445,7 @@ def test_tune_joins_a_running_ray_head(tmp_path):
     assert any(f"-{result['pid']}.out" in name for name in os.listdir(logs))
   finally:
     _end_group(head)
+    shutil.rmtree(head_dir, ignore_errors=True)
 
 
 def test_fusion_needs_the_branch_searches(tmp_path):

@@ -1,18 +1,19 @@
 """A seeded synthetic four-quadrant music dataset for demos and tests.
 
 Every clip is a short polyphonic piece: a bass line and a sustained triad following a chord
-progression in a major or minor key, a melody over the key's scale, and a kick/hi-hat pulse at
-the tempo, all with note envelopes, plus noise. Five musical factors are drawn per clip from
-overlapping per-quadrant distributions that follow Russell's circumplex model:
+progression in a major or minor key (with the harmonic minor's major dominant), a melody over
+the key's scale that lands on chord tones on the beat, and a kick/hi-hat pulse at the tempo, all
+with note envelopes, plus noise. The musical factors are drawn per clip from overlapping
+per-quadrant distributions that follow Russell's circumplex model:
 
-  ====  ========  ============  ===========  ========  ==========  ==========
-  Q     emotion   tempo (BPM)   P(major)     loudness  brightness  dissonance
-  ====  ========  ============  ===========  ========  ==========  ==========
-  Q1    happy     fast, 124     0.88         loud      bright      low
-  Q2    tense     fast, 128     0.15         loud      bright      high
-  Q3    sad       slow, 82      0.12         soft      dark        low
-  Q4    relaxed   slow, 96      0.88         soft      darkish     low
-  ====  ========  ============  ===========  ========  ==========  ==========
+  ====  ========  ============  ========  ========  ==========  ==========
+  Q     emotion   tempo (BPM)   P(major)  loudness  brightness  dissonance
+  ====  ========  ============  ========  ========  ==========  ==========
+  Q1    happy     fast, 124     0.9       loud      bright      low
+  Q2    tense     fast, 128     0.12      loud      bright      high
+  Q3    sad       slow, 78      0.1       soft      dark        low
+  Q4    relaxed   slow, 98      0.9       soft      darkish     low
+  ====  ========  ============  ========  ========  ==========  ==========
 
 Arousal (Q1/Q2 against Q3/Q4) shows in tempo (standard deviation 18-20 BPM), loudness,
 brightness, articulation and percussion; valence mainly in mode, which flips with the
@@ -38,10 +39,10 @@ VERSION = "1"  # bump when the generated audio changes: cached features are keye
 QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
 
 # Per-quadrant factor distributions (Q1, Q2, Q3, Q4): normal (mean, std) unless noted.
-_TEMPO = ((124.0, 18.0), (128.0, 18.0), (82.0, 16.0), (96.0, 16.0))  # BPM, clipped to [50, 200]
+_TEMPO = ((124.0, 18.0), (128.0, 18.0), (78.0, 16.0), (98.0, 16.0))  # BPM, clipped to [50, 200]
 _P_MAJOR = (0.9, 0.12, 0.1, 0.9)
 _LOUDNESS_DB = ((-6.0, 5.0), (-5.0, 5.0), (-13.0, 5.0), (-12.0, 5.0))  # peak level, <= 0 dBFS
-_BRIGHTNESS = ((0.65, 0.18), (0.7, 0.18), (0.32, 0.18), (0.45, 0.18))  # in [0, 1]
+_BRIGHTNESS = ((0.65, 0.18), (0.7, 0.18), (0.3, 0.16), (0.5, 0.16))  # in [0, 1]
 _DISSONANCE = ((0.12, 0.1), (0.55, 0.18), (0.16, 0.1), (0.1, 0.08))  # in [0, 1]
 _PERCUSSION = ((0.7, 0.2), (0.75, 0.2), (0.4, 0.2), (0.35, 0.2))  # in [0, 1]
 _ARTICULATION = ((0.45, 0.2), (0.4, 0.2), (0.75, 0.2), (0.6, 0.2))  # 0 staccato .. 1 legato

@@ -8,6 +8,7 @@ from flax import linen as nn
 
 from merjax.config import ModelConfig
 from merjax.models import conv, dropout
+from merjax.models.fused import BatchNormDropoutPool, _DropoutKey
 from merjax.models.layers import conv_init, dense_init, max_pool
 
 
@@ -39,21 +40,31 @@ class CNNBody(nn.Module):
     flattened_size(cfg, n_mels=mels.shape[1], frames=mels.shape[2])  # fails early if too small
     dtype = jnp.dtype(cfg.dtype)
     x = jnp.swapaxes(mels, 1, 2)[..., None].astype(dtype)  # (batch, time, mel, 1) as in Keras
-    bn_mask = None if mask is None else (mask > 0)[:, None, None, None]
     fast = cfg.cnn_impl == "fast"
-    conv_fn = conv.conv_general_dilated if fast else None
-    Dropout = dropout.Dropout if fast else nn.Dropout  # equal masks: see merjax.models.dropout
     last = len(cfg.conv_pools) - 1
     for i, pool in enumerate(cfg.conv_pools):
-      x = nn.Conv(cfg.conv_filters, (3, 3), padding="VALID", kernel_init=conv_init, dtype=dtype,
-                  conv_general_dilated=conv_fn, name=f"conv{i}")(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=cfg.batchnorm_momentum,
-                       epsilon=cfg.batchnorm_epsilon, dtype=dtype, name=f"bn{i}")(x, mask=bn_mask)
-      if i < last:
-        x = Dropout(cfg.conv_dropout, deterministic=not train, name=f"Dropout_{i}")(x)
-      x = max_pool(x, pool, impl=cfg.cnn_impl)
+      rate = cfg.conv_dropout if i < last else 0.0
+      if fast:
+        x = nn.Conv(cfg.conv_filters, (3, 3), padding="VALID", kernel_init=conv_init,
+                    dtype=dtype, conv_general_dilated=conv.conv_general_dilated,
+                    name=f"conv{i}")(x)
+        # The key the unfused network's Dropout_i would draw (equal masks, equal outputs).
+        key = _DropoutKey(name=f"Dropout_{i}")() if train and rate > 0 else None
+        x = BatchNormDropoutPool(pool, rate=rate, momentum=cfg.batchnorm_momentum,
+                                 epsilon=cfg.batchnorm_epsilon, dtype=dtype, name=f"bn{i}")(
+                                     x, train=train, mask=mask, dropout_key=key)
+      else:
+        x = nn.Conv(cfg.conv_filters, (3, 3), padding="VALID", kernel_init=conv_init,
+                    dtype=dtype, name=f"conv{i}")(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=cfg.batchnorm_momentum,
+                         epsilon=cfg.batchnorm_epsilon, dtype=dtype, name=f"bn{i}")(
+                             x, mask=None if mask is None else (mask > 0)[:, None, None, None])
+        if i < last:
+          x = nn.Dropout(rate, deterministic=not train, name=f"Dropout_{i}")(x)
+        x = max_pool(x, pool, impl="plain")
       x = nn.relu(x)
     x = x.reshape(x.shape[0], -1)
+    Dropout = dropout.Dropout if fast else nn.Dropout
     x = Dropout(cfg.cnn_dense_dropout, deterministic=not train, name=f"Dropout_{last}")(x)
     x = nn.Dense(cfg.cnn_embedding, kernel_init=dense_init, dtype=dtype, name="embedding")(x)
     return nn.relu(x).astype(jnp.float32)

@@ -39,7 +39,8 @@ class TuneOutcome:
   """What :func:`tune_dataset` produced.
 
   Attributes:
-    searches: the stage searches of this run (and, for a fusion-only run, the earlier ones).
+    searches: the stage searches by stage: this run's, plus those earlier runs left in the
+      same output directory (a fusion-only run builds on the CNN and DNN searches there).
     config: the run's config with each searched stage's chosen hyperparameters.
     model_dir: the tuned hybrid's model directory, once the fusion stage is done.
     test: test metrics of ``cnn``, ``dnn`` and ``hybrid``, once the fusion stage is done.

@@ -1,0 +1,226 @@
+"""BatchNorm -> Dropout -> MaxPool of a CNN block as one op with an analytic backward pass.
+
+In training mode the three layers touch the block's full-resolution activations (after the
+first conv, 32 x 936 x 126 x 32 floats) many times under autodiff: statistics, normalisation,
+the dropout mask, the pool and their transposes each make a pass, and XLA:CPU lowers the
+masked mean's element count as a reduction over a broadcast. :func:`bn_dropout_pool` makes
+two passes forward (statistics; normalise + mask + pool, keeping the index of each window's
+maximum as one byte) and two backward (the two per-channel sums of the BatchNorm gradient;
+the input gradient), with the textbook BatchNorm backward
+
+  dx = scale / sqrt(var + eps) * (g - m / n * (sum(g) + x_hat * sum(g * x_hat))),
+
+where ``m`` is the example mask and ``n`` the number of unmasked values per channel.
+
+The mathematics is that of ``flax.linen.BatchNorm`` (batch statistics, ``E[x^2] - E[x]^2``
+variance), ``flax.linen.Dropout`` (the same mask bits, :mod:`merjax.models.dropout`) and
+valid max pooling whose gradient goes to the first maximum of each window, as
+``flax.linen.max_pool``'s does. Tests compare values and gradients with those layers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from merjax.models import dropout
+from merjax.models.layers import max_pool
+
+_NO_GRADIENT = 255  # window index stored where the maximum was dropped out
+
+
+def _stats(y: jax.Array, example_mask: jax.Array | None):
+  """Batch mean, E[y^2] and the count per channel, in float32, over unmasked examples."""
+  y = y.astype(jnp.float32)
+  batch, height, width, _ = y.shape
+  if example_mask is None:
+    count = jnp.float32(batch * height * width)
+  else:
+    keep = example_mask[:, None, None, None]
+    y = jnp.where(keep, y, 0.0)
+    count = example_mask.sum(dtype=jnp.float32) * (height * width)
+  return y.sum((0, 1, 2)) / count, jnp.square(y).sum((0, 1, 2)) / count, count
+
+
+def _windows(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
+  """Crops to whole windows: [shape=(batch, hp, ph, wp, pw, channels)]."""
+  batch, height, width, channels = x.shape
+  ph, pw = pool
+  x = x[:, : (height // ph) * ph, : (width // pw) * pw]
+  return x.reshape(batch, height // ph, ph, width // pw, pw, channels)
+
+
+def _window_offsets(pool: tuple[int, int]):
+  return [(a, c) for a in range(pool[0]) for c in range(pool[1])]
+
+
+def _forward(y, scale, bias, example_mask, key, *, rate, pool, epsilon):
+  mean, mean2, count = _stats(y, example_mask)
+  var = jnp.maximum(0.0, mean2 - jnp.square(mean))
+  inv = jax.lax.rsqrt(var + epsilon)
+  mul = inv * scale
+  # flax.linen.BatchNorm: float32 arithmetic, then the compute dtype.
+  z = ((y - mean) * mul + bias).astype(y.dtype)
+  if rate > 0.0:
+    keep_prob = 1.0 - rate
+    keep = dropout.bernoulli(key, keep_prob, y.shape)
+    z = jax.lax.select(keep, z / keep_prob, jnp.zeros_like(z))
+    keep = _windows(keep, pool)
+  else:
+    keep = None
+  windows = _windows(z, pool)
+  pooled = windows.max(axis=(2, 4))
+  # Index of the first maximum of every window (flax's max_pool gradient goes there), or
+  # _NO_GRADIENT when that element was dropped (its gradient is multiplied by 0).
+  index = jnp.full(pooled.shape, _NO_GRADIENT, jnp.uint8)
+  found = jnp.zeros(pooled.shape, bool)
+  for k, (a, c) in enumerate(_window_offsets(pool)):
+    hit = (windows[:, :, a, :, c, :] == pooled) & ~found
+    found = found | hit
+    if keep is not None:
+      hit = hit & keep[:, :, a, :, c, :]
+    index = jnp.where(hit, jnp.uint8(k), index)
+  return pooled, mean, var, (mean2 - jnp.square(mean), inv, count, index)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _bn_dropout_pool(y, scale, bias, example_mask, key, rate, pool, epsilon):
+  pooled, mean, var, _ = _forward(y, scale, bias, example_mask, key, rate=rate, pool=pool,
+                                  epsilon=epsilon)
+  return pooled, mean, var
+
+
+def _fwd(y, scale, bias, example_mask, key, rate, pool, epsilon):
+  pooled, mean, var, (raw_var, inv, count, index) = _forward(
+      y, scale, bias, example_mask, key, rate=rate, pool=pool, epsilon=epsilon)
+  residuals = (y, scale, example_mask, mean, raw_var, inv, count, index)
+  return (pooled, mean, var), residuals
+
+
+def _bwd(rate, pool, epsilon, residuals, cotangents):
+  y, scale, example_mask, mean, raw_var, inv, count, index = residuals
+  g_pooled, g_mean, g_var = cotangents
+  keep_prob = 1.0 - rate
+  # Gradient reaching the BatchNorm output inside the windows: the pooled gradient at the
+  # kept maximum, scaled like the dropout (in the compute dtype, as flax's transpose is).
+  g_scaled = g_pooled / keep_prob if rate > 0.0 else g_pooled
+  batch, height, width, channels = y.shape
+  ph, pw = pool
+  hp, wp = height // ph, width // pw
+  g_windows = jnp.stack(
+      [jnp.stack([jnp.where(index == a * pw + c, g_scaled, 0) for c in range(pw)], axis=3)
+       for a in range(ph)], axis=2).astype(jnp.float32)  # (batch, hp, ph, wp, pw, channels)
+  g_z = g_windows.reshape(batch, hp * ph, wp * pw, channels)
+  g_z = jnp.pad(g_z, ((0, 0), (0, height - hp * ph), (0, width - wp * pw), (0, 0)))
+  centred = y.astype(jnp.float32) - mean
+  x_hat = centred * inv
+  sum_g = g_z.sum((0, 1, 2))
+  sum_g_xhat = (g_z * x_hat).sum((0, 1, 2))
+  # d var / d mean2 is 0 where flax's max(0, .) clipped the variance.
+  g_var = jnp.where(raw_var > 0, g_var, 0.0)
+  weight = (1.0 / count) if example_mask is None else (
+      example_mask.astype(jnp.float32)[:, None, None, None] / count)
+  g_y = (scale * inv) * (g_z - weight * (sum_g + x_hat * sum_g_xhat)) \
+      + weight * (g_mean + 2.0 * centred * g_var)
+  return g_y.astype(y.dtype), sum_g_xhat, sum_g, None, None
+
+
+_bn_dropout_pool.defvjp(_fwd, _bwd)
+
+
+def bn_dropout_pool(y: jax.Array, *, scale: jax.Array, bias: jax.Array,
+                    example_mask: jax.Array | None, key: jax.Array | None, rate: float,
+                    pool: tuple[int, int], epsilon: float
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Training-mode BatchNorm, Dropout and valid MaxPool with an analytic VJP.
+
+  Args:
+    y: conv outputs [shape=(batch, height, width, channels)] (float32 or bfloat16).
+    scale, bias: BatchNorm parameters [shape=(channels,)] (float32).
+    example_mask: optional boolean [shape=(batch,)]; masked-out examples do not enter the
+      statistics (their outputs are still normalised).
+    key: the dropout key (Threefry), or None when ``rate`` is 0.
+    rate: dropout rate; 0 for a block without Dropout.
+    pool: pooling window (and stride) over (height, width).
+    epsilon: BatchNorm epsilon.
+
+  Returns:
+    ``(pooled, mean, var)``: pooled activations [shape=(batch, height // ph, width // pw,
+    channels)] in ``y``'s dtype and the float32 batch statistics for the running averages.
+  """
+  if rate > 0.0 and key is None:
+    raise ValueError("bn_dropout_pool needs a dropout key when rate > 0")
+  if example_mask is not None:
+    example_mask = example_mask.astype(bool)
+  pool = tuple(int(p) for p in pool)
+  return _bn_dropout_pool(y, scale, bias, example_mask, key, float(rate), pool, float(epsilon))
+
+
+class _DropoutKey(nn.Module):
+  """Draws the key ``flax.linen.Dropout`` would draw at this module's path."""
+
+  @nn.compact
+  def __call__(self) -> jax.Array:
+    return self.make_rng("dropout")
+
+
+class BatchNormDropoutPool(nn.Module):
+  """``BatchNorm -> Dropout -> max_pool`` with ``flax.linen.BatchNorm``'s variables.
+
+  The variables (``scale``, ``bias``; ``batch_stats`` ``mean``, ``var``) are those of an
+  ``nn.BatchNorm`` with the same name, so checkpoints are interchangeable. The dropout key is
+  drawn at ``dropout_name`` in the parent, where the unfused network has its ``nn.Dropout``.
+
+  Attributes:
+    pool: pooling window over (height, width).
+    rate: dropout rate (0: no Dropout layer).
+    dropout_name: name of the unfused network's Dropout module in the parent scope.
+    momentum, epsilon: BatchNorm settings (Keras defaults 0.99, 1e-3).
+    dtype: compute dtype of the outputs.
+  """
+
+  pool: tuple[int, int]
+  rate: float = 0.0
+  dropout_name: str | None = None
+  momentum: float = 0.99
+  epsilon: float = 1e-3
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None,
+               dropout_key: jax.Array | None = None) -> jax.Array:
+    """Normalises, drops out and pools [shape=(batch, height, width, channels)].
+
+    Args:
+      x: conv outputs.
+      train: batch statistics, dropout and running-average updates; else running averages.
+      mask: optional [shape=(batch,)] example weights; zeros are left out of the statistics.
+      dropout_key: the key of the unfused network's Dropout (see :class:`_DropoutKey`).
+
+    Returns:
+      Pooled activations [shape=(batch, height // ph, width // pw, channels)].
+    """
+    channels = x.shape[-1]
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32),
+                            (channels,))
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32),
+                           (channels,))
+    scale = self.param("scale", nn.initializers.ones, (channels,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
+    x = x.astype(self.dtype)
+    if not train:
+      mul = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale
+      z = ((x - ra_mean.value) * mul + bias).astype(self.dtype)
+      return max_pool(z, self.pool, impl="fast")
+    example_mask = None if mask is None else mask.reshape(-1) > 0
+    pooled, mean, var = bn_dropout_pool(x, scale=scale, bias=bias, example_mask=example_mask,
+                                        key=dropout_key, rate=self.rate, pool=self.pool,
+                                        epsilon=self.epsilon)
+    if not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return pooled

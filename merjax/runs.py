@@ -100,8 +100,14 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   index = np.flatnonzero(np.asarray(prepared.splits) == split)
   if len(index) == 0:
     raise MerjaxError(f"dataset {dataset!r} has no clips in split {split!r}")
+  audio = model.config.audio
+  if prepared.sample_rate != audio.sample_rate:
+    raise MerjaxError(f"{prepared.name} is stored at {prepared.sample_rate} Hz but the model "
+                      f"expects {audio.sample_rate} Hz; prepare it with --sample-rate "
+                      f"{audio.sample_rate}")
   log(f"evaluating {model_dir} on {len(index)} {split} clips of {prepared.name}")
-  mels, features = model_inputs(model, prepared.waveforms(index), workers=workers)
+  waveforms = _fit_clip_length(prepared.waveforms(index), audio.clip_samples)
+  mels, features = model_inputs(model, waveforms, workers=workers)
   results = split_metrics(model, mels=mels, features=features,
                          labels=np.asarray(prepared.labels)[index])
   safe_name = dataset.replace(":", "_").replace("/", "_")
@@ -110,6 +116,13 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   log(metrics_table(results, title=f"{dataset} {split}"))
   log(f"report written to {out}")
   return results
+
+
+def _fit_clip_length(waveforms: np.ndarray, size: int) -> np.ndarray:
+  """Crops or zero-pads stored clips to the model's clip length (as decoding does)."""
+  if waveforms.shape[1] >= size:
+    return waveforms[:, :size]
+  return np.pad(waveforms, ((0, 0), (0, size - waveforms.shape[1])))
 
 
 @dataclasses.dataclass

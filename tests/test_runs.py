@@ -66,3 +66,24 @@ def test_train_refuses_a_non_empty_output(tmp_path, capsys):
   code = main(["train", "--dataset", "synthetic", "--out", str(tmp_path)])
   assert code == 2
   assert "exists and is not an empty directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_prepare_folder_then_evaluate_the_saved_model(model_dir, tmp_path, capsys):
+  from merjax.data.synthetic import generate
+  data = generate(clips_per_quadrant=4, seconds=3.0, seed=11)
+  root = tmp_path / "clips"
+  for i, (clip, label) in enumerate(zip(data.waveforms, data.labels)):
+    folder = root / f"Q{label + 1}"
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / f"song{i:02d}.wav", clip, 16000)
+  store = tmp_path / "store"
+  assert main(["prepare", "folder", "--path", str(root), "--name", "tiny", "--data-dir",
+               str(store), "--workers", "1", "--clip-seconds", "3", "--no-progress"]) == 0
+  report = tmp_path / "report"
+  assert main(["evaluate", "--model", str(model_dir), "--dataset", "folder:tiny", "--data-dir",
+               str(store), "--out", str(report)]) == 0
+  metrics = json.loads((report / "metrics.json").read_text())
+  n_test = metrics["hybrid"]["n"]
+  assert n_test == sum(sum(row) for row in metrics["hybrid"]["counts"]) >= 4
+  assert "| hybrid |" in capsys.readouterr().out

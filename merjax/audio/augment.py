@@ -18,8 +18,9 @@ stretched length. The integers librosa derives from a rate in float64 (frame pos
 parameters are concrete (bit-identical to librosa's formulas), and with exact integer arithmetic on
 the float32 rate when they are traced. The accumulated phase is kept in 32-bit fixed point, where
 wrap-around addition is exact arithmetic modulo 2 pi, so long clips do not lose phase precision.
-``scipy.signal.resample`` needs a DFT whose length ``round(len / rate)`` differs per clip; it is
-computed with Bluestein's chirp-z algorithm on one fixed FFT size.
+``scipy.signal.resample`` needs a DFT whose length ``round(len / rate)`` differs per clip, and an
+inverse DFT of ``ceil(length * rate)`` points; both are non-uniform FFTs: one static, twice
+oversampled FFT plus an 8-tap kernel interpolation, accurate to float32 rounding.
 
 Equality: relative L2 error below 1e-4 against librosa run in float64 (tests). librosa run on
 float32 input accumulates the phase in float32 and drifts from its own float64 result (about 1 %
@@ -28,8 +29,10 @@ after 3 s, 10-45 % after 30 s); the float64 result is the reference.
 References:
   Louro, P. L., et al. (2024). Improving Music Emotion Recognition by Leveraging Handcrafted and
   Learned Features. LAMIR.
-  Bluestein, L. (1970). A linear filtering approach to the computation of discrete Fourier
-  transform. IEEE Trans. Audio Electroacoust. 18(4).
+  Dutt, A., & Rokhlin, V. (1993). Fast Fourier transforms for nonequispaced data. SIAM J. Sci.
+  Comput. 14(6).
+  Barnett, A. H., Magland, J., & af Klinteberg, L. (2019). A parallel nonuniform fast Fourier
+  transform library based on an "exponential of semicircle" kernel. SIAM J. Sci. Comput. 41(5).
 """
 
 from __future__ import annotations

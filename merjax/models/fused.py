@@ -111,9 +111,9 @@ def _bwd(rate, pool, epsilon, residuals, cotangents):
   batch, height, width, channels = y.shape
   ph, pw = pool
   hp, wp = height // ph, width // pw
-  g_windows = jnp.stack(
-      [jnp.stack([jnp.where(index == a * pw + c, g_scaled, 0) for c in range(pw)], axis=3)
-       for a in range(ph)], axis=2).astype(jnp.float32)  # (batch, hp, ph, wp, pw, channels)
+  offset = np.arange(ph * pw, dtype=np.uint8).reshape(1, 1, ph, 1, pw, 1)
+  g_windows = jnp.where(index[:, :, None, :, None, :] == offset,
+                        g_scaled[:, :, None, :, None, :], 0).astype(jnp.float32)
   g_z = g_windows.reshape(batch, hp * ph, wp * pw, channels)
   g_z = jnp.pad(g_z, ((0, 0), (0, height - hp * ph), (0, width - wp * pw), (0, 0)))
   centred = y.astype(jnp.float32) - mean

@@ -199,12 +199,10 @@ def test_a_trial_resumed_from_its_checkpoint_repeats_the_run_exactly(tmp_path):
                        train_accuracy_stop=None)
   model = DNN(ModelConfig())
 
-  def start():
-    init_rng, dropout_rng = jax.random.split(jax.random.key(0))
-    state = create_state(model, jnp.asarray(data["train"]["inputs"][:1]), config, rng=init_rng)
-    return (state, dropout_rng,
-            DeviceBatches(data["train"], batch_size=32, shuffle=True, seed=0).epoch,
-            DeviceBatches(data["validate"], batch_size=32, shuffle=False).epoch)
+  init_rng, rng = jax.random.split(jax.random.key(0))
+  initial = create_state(model, jnp.asarray(data["train"]["inputs"][:1]), config, rng=init_rng)
+  train = DeviceBatches(data["train"], batch_size=32, shuffle=True, seed=0).epoch
+  val = DeviceBatches(data["validate"], batch_size=32, shuffle=False).epoch
 
   saved = []
 
@@ -215,11 +213,10 @@ def test_a_trial_resumed_from_its_checkpoint_repeats_the_run_exactly(tmp_path):
                             meta={"hparams": LOWER_END})
       saved.append(directory)
 
-  state, rng, train, val = start()
-  full = fit(state, train_batches=train, val_batches=val, config=config, rng=rng, log=None,
-             on_epoch_end=keep_best)
-  like, rng, train, val = start()
-  state, stopper, meta = restore_trial_checkpoint(saved[-1], like=like)
+  # fit donates its state, so the uninterrupted run trains a copy.
+  full = fit(jax.tree.map(jnp.copy, initial), train_batches=train, val_batches=val,
+             config=config, rng=rng, log=None, on_epoch_end=keep_best)
+  state, stopper, meta = restore_trial_checkpoint(saved[-1], like=initial)
   assert meta["hparams"] == LOWER_END and read_trial_meta(saved[-1])["epoch"] == meta["epoch"]
   assert stopper.epochs_seen == meta["epoch"]
   resumed = fit(state, train_batches=train, val_batches=val, config=config, rng=rng, log=None,
@@ -446,6 +443,23 @@ def test_tune_joins_a_running_ray_head(tmp_path):
   finally:
     _end_group(head)
     shutil.rmtree(head_dir, ignore_errors=True)
+
+
+def test_the_cnn_search_trains_on_the_augmented_set():
+  from merjax.train import StageData
+  from merjax.tune.run import stage_arrays
+
+  split = {"train": np.zeros((4, 2)), "validate": np.ones((2, 2))}
+  labels = {"train": np.arange(4), "validate": np.arange(2)}
+  data = StageData(mels=split, features=split, labels=labels,
+                   cnn_train_mels=np.full((20, 2), 7.0), cnn_train_labels=np.arange(20) % 4)
+  cnn = stage_arrays(data, "cnn")
+  assert cnn["train"]["inputs"].shape == (20, 2) and len(cnn["train"]["label"]) == 20
+  assert cnn["validate"]["inputs"] is split["validate"]
+  assert stage_arrays(data, "dnn")["train"]["inputs"] is split["train"]
+  with pytest.raises(MerjaxError, match="online augmentation"):
+    tune_dataset("synthetic", config=paper_config().replace(
+        augment=paper_config().augment.replace(mode="online")), out="unused")
 
 
 def test_fusion_needs_the_branch_searches(tmp_path):

@@ -339,8 +339,8 @@ def _phase_vocoder(waveforms, plan, *, n_fft, hop):
   # librosa pads two silent frames: magnitude 0 and angle np.angle(0) = 0.
   magnitude = jnp.pad(jnp.sqrt(re * re + im * im), ((0, 0), (0, 1), (0, 0)))
   angle = jnp.pad(_atan2_fixed(im, re), ((0, 0), (0, 1), (0, 0)))
-  # Without the barrier XLA fuses atan2 into each of its three consumers (x4 slower on CPU).
-  magnitude, angle = lax.optimization_barrier((magnitude, angle))
+  # Computed once, not fused into each of their three gathers.
+  magnitude, angle = _materialize((magnitude, angle), plan.frames)
   advance = angle[:, 1:] - angle[:, :-1]
 
   step = jnp.clip(plan.step, 0, spectrum.shape[1] - 1)
@@ -507,17 +507,19 @@ def _grid_positions(count: int, grid: int, n: jax.Array):
   return whole.astype(jnp.int32), fraction
 
 
-def _materialize(values: jax.Array, token: jax.Array) -> jax.Array:
-  """``values``, computed on their own: a loop XLA cannot unroll ends operator fusion here.
+def _materialize(values: Any, token: jax.Array) -> Any:
+  """``values`` (a pytree), computed on their own: XLA cannot fuse across a loop it can't unroll.
 
-  XLA fuses a gather with all its elementwise consumers into one scalar loop, which made the
-  pitch shift's resampler several times slower on CPU; ``token`` is any traced int32 array.
+  XLA fuses a gather with its elementwise producers and consumers into one scalar loop (and an
+  expensive producer into each of several consumers); ``lax.optimization_barrier`` did not stop
+  it on CPU. ``token`` is any traced int32 array; the loop runs once.
   """
   trips = jnp.minimum(jnp.max(token), 1)
 
   def body(carry):  # touches the values so that XLA cannot hoist them out of the loop
     i, v = carry
-    return i + 1, v * jnp.where(i < trips, 1.0, 0.0).astype(v.dtype)
+    keep = i < trips
+    return i + 1, jax.tree.map(lambda a: jnp.where(keep, a, jnp.zeros_like(a)), v)
 
   return lax.while_loop(lambda c: c[0] < trips, body, (jnp.int32(0), values))[1]
 

@@ -84,6 +84,9 @@ def _forward(y, scale, bias, example_mask, key, *, rate, pool, epsilon):
     if keep is not None:
       hit = hit & keep[:, :, a, :, c, :]
     index = jnp.where(hit, jnp.uint8(k), index)
+  # Materialise the pass's results: otherwise XLA fuses this whole pass (mask bits included)
+  # into each backward consumer of ``index`` and recomputes it there.
+  pooled, index = jax.lax.optimization_barrier((pooled, index))
   return pooled, mean, var, (mean2 - jnp.square(mean), inv, count, index)
 
 

@@ -196,6 +196,9 @@ def tune_dataset(dataset: str, *, config: Config, out: str | os.PathLike,
   if cpus_per_trial <= 0 or gpus_per_trial < 0:
     raise MerjaxError(f"need cpus per trial > 0 and gpus per trial >= 0, got {cpus_per_trial} "
                       f"and {gpus_per_trial}")
+  if config.augment.mode == "online" and "cnn" in stages:
+    raise MerjaxError("the search supports --augment offline (the paper's x5 set) or none; "
+                      "online augmentation draws its variants inside one training process")
   _check_out(out, stages, resume)
   if gpus_per_trial > 0:
     # The trials own the GPUs; the driver only computes inputs and embeddings.

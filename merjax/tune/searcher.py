@@ -2,9 +2,10 @@
 random search, and optuna's TPE.
 
 Why a custom Ray Tune ``Searcher`` for the default: the paper uses Keras Tuner's
-``BayesianOptimization`` oracle, a Gaussian process (scikit-learn's
-``GaussianProcessRegressor``, Matern 5/2 kernel, ``alpha=1e-4``, normalised targets) with the
-upper-confidence-bound acquisition ``mean + 2.6 * std``. Ray Tune's own GP integration,
+``BayesianOptimization`` oracle, a Gaussian process (Matern 5/2 kernel, ``alpha=1e-4``,
+normalised targets, 20 optimiser restarts; Keras Tuner up to 1.1 fitted it with scikit-learn's
+``GaussianProcessRegressor``) with the upper-confidence-bound acquisition
+``mean + 2.6 * std`` over hyperparameters mapped to the unit cube. Ray Tune's own GP integration,
 ``BayesOptSearch``, only handles float parameters, and optuna's ``GPSampler`` needs PyTorch
 (a ~1 GB dependency for a 60-point problem). :class:`GPSearcher` reproduces the Keras Tuner
 oracle with scikit-learn, already a merjax dependency: the space is small and discrete, so the

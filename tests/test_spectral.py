@@ -24,7 +24,8 @@ def music_like(seconds, seed, *, noise_floor=1e-3):
     envelope = np.clip((t - onset) / 0.02, 0, 1) * np.exp(-np.maximum(t - onset, 0) / decay)
     for h in range(1, 12):
       if f0 * h < SR / 2:
-        y += envelope * rng.uniform(0.1, 0.5) / h * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6))
+        y += (envelope * rng.uniform(0.1, 0.5) / h
+              * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)))
   y = 0.3 * y / np.abs(y).max() + noise_floor * rng.standard_normal(n)
   return y.astype(np.float32)
 

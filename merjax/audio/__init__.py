@@ -1,49 +1,52 @@
-"""Audio front end: log-mel spectrograms and the paper's augmentations, in JAX."""
+"""Audio front end: decoding, log-mel spectrograms and the paper's augmentations, in JAX.
 
-from merjax.audio.augment import PARAMETER_UNITS
-from merjax.audio.augment import TRANSFORMS
-from merjax.audio.augment import StretchPlan
-from merjax.audio.augment import apply_transform
-from merjax.audio.augment import augment_log_mel
-from merjax.audio.augment import augment_variants
-from merjax.audio.augment import draw_parameters
-from merjax.audio.augment import pitch_shift
-from merjax.audio.augment import power_shift
-from merjax.audio.augment import random_augment
-from merjax.audio.augment import stretch_plan
-from merjax.audio.augment import time_shift
-from merjax.audio.augment import time_stretch
-from merjax.audio.spectral import frame_signal
-from merjax.audio.spectral import hann_window
-from merjax.audio.spectral import log_mel
-from merjax.audio.spectral import map_clips
-from merjax.audio.spectral import mel_filterbank
-from merjax.audio.spectral import mel_frames
-from merjax.audio.spectral import mel_spectrogram
-from merjax.audio.spectral import power_to_db
-from merjax.audio.spectral import stft
+Names are loaded lazily (PEP 562) so that ``merjax.audio.io`` (decoding, used by worker
+processes) does not import JAX.
+"""
 
-__all__ = [
-    "PARAMETER_UNITS",
-    "TRANSFORMS",
-    "StretchPlan",
-    "apply_transform",
-    "augment_log_mel",
-    "augment_variants",
-    "draw_parameters",
-    "frame_signal",
-    "hann_window",
-    "log_mel",
-    "map_clips",
-    "mel_filterbank",
-    "mel_frames",
-    "mel_spectrogram",
-    "pitch_shift",
-    "power_shift",
-    "power_to_db",
-    "random_augment",
-    "stft",
-    "stretch_plan",
-    "time_shift",
-    "time_stretch",
-]
+import importlib
+
+_EXPORTS = {
+    "AUDIO_EXTENSIONS": "io",
+    "DecodedClip": "io",
+    "PARAMETER_UNITS": "augment",
+    "StretchPlan": "augment",
+    "TRANSFORMS": "augment",
+    "apply_transform": "augment",
+    "augment_log_mel": "augment",
+    "augment_variants": "augment",
+    "decode": "io",
+    "draw_parameters": "augment",
+    "fix_length": "io",
+    "frame_signal": "spectral",
+    "from_pcm16": "io",
+    "hann_window": "spectral",
+    "load_audio": "io",
+    "log_mel": "spectral",
+    "mel_filterbank": "spectral",
+    "mel_frames": "spectral",
+    "mel_spectrogram": "spectral",
+    "pitch_shift": "augment",
+    "power_shift": "augment",
+    "power_to_db": "spectral",
+    "random_augment": "augment",
+    "stft": "spectral",
+    "stretch_plan": "augment",
+    "time_shift": "augment",
+    "time_stretch": "augment",
+    "to_pcm16": "io",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+  if name in _EXPORTS:
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+  return __all__

@@ -67,17 +67,11 @@ def _is_traced(x: Any) -> bool:
 
 
 def _check_waveforms(waveforms: Any, *, n_fft: int | None = None) -> jax.Array:
-  if not hasattr(waveforms, "ndim"):
-    waveforms = np.asarray(waveforms)
-  if waveforms.ndim != 2:
-    raise MerjaxError(
-        f"expected waveforms of shape (batch, samples), got shape {tuple(waveforms.shape)}")
-  if waveforms.shape[1] == 0:
-    raise MerjaxError(f"waveforms have zero samples (shape {tuple(waveforms.shape)})")
+  waveforms = spectral._check_waveforms(waveforms)
   if n_fft is not None and waveforms.shape[1] < n_fft:
     raise MerjaxError(f"clips of {waveforms.shape[1]} samples are shorter than one FFT frame "
                       f"(n_fft={n_fft}); time stretch and pitch shift need at least {n_fft}")
-  return jnp.asarray(waveforms, jnp.float32)
+  return waveforms
 
 
 def _per_clip(values: Any, batch: int, name: str) -> Any:
@@ -339,7 +333,7 @@ def _phase_vocoder(waveforms, plan, *, n_fft, hop):
   # librosa pads two silent frames: magnitude 0 and angle np.angle(0) = 0.
   magnitude = jnp.pad(jnp.sqrt(re * re + im * im), ((0, 0), (0, 1), (0, 0)))
   angle = jnp.pad(_atan2_fixed(im, re), ((0, 0), (0, 1), (0, 0)))
-  # Computed once, not fused into each of their three gathers.
+  # Computed once on their own: fused into their three gathers they cost 2x the whole stretch.
   magnitude, angle = _materialize((magnitude, angle), plan.frames)
   advance = angle[:, 1:] - angle[:, :-1]
 
@@ -412,7 +406,8 @@ def time_stretch(waveforms: jax.Array, rates: Any, *, n_fft: int = 2048,
   """Stretches each clip in time by its rate, then crops or zero-pads it to its old length.
 
   Equal to ``librosa.util.fix_length(librosa.effects.time_stretch(y, rate=rate), size=len(y))``
-  (phase vocoder on a Hann STFT) to a relative L2 error below 1e-4.
+  (phase vocoder on a Hann STFT) to a relative L2 error below 1e-4, librosa run in float64 (see
+  the module docstring).
 
   Args:
     waveforms: ``[shape=(batch, samples)]``, at least ``n_fft`` samples.
@@ -462,7 +457,8 @@ def _mod(values, modulus):
   Vector float division instead of integer division, which CPUs do one element at a time.
   """
   quotient = jnp.floor(values.astype(jnp.float32) / modulus.astype(jnp.float32))
-  rest = values - quotient.astype(jnp.int32) * modulus  # exact modulo 2**32 even if the product wraps
+  # Exact: the true rest is small, so int32 wrap-around in the product cancels out.
+  rest = values - quotient.astype(jnp.int32) * modulus
   rest = jnp.where(rest < 0, rest + modulus, rest)
   return jnp.where(rest >= modulus, rest - modulus, rest)
 
@@ -494,7 +490,7 @@ def _grid_positions(count: int, grid: int, n: jax.Array):
   """``j * grid / n`` for ``j < count`` as (floor, fraction), exact: ``[shape=(batch, count)]``.
 
   Args:
-    count: number of positions, below 2**18.
+    count: number of positions, below 2**20.
     grid: static grid size, below 2**21.
     n: ``[shape=(batch,)]`` int32 periods in [2**9, 2**20).
   """
@@ -510,9 +506,9 @@ def _grid_positions(count: int, grid: int, n: jax.Array):
 def _materialize(values: Any, token: jax.Array) -> Any:
   """``values`` (a pytree), computed on their own: XLA cannot fuse across a loop it can't unroll.
 
-  XLA fuses a gather with its elementwise producers and consumers into one scalar loop (and an
-  expensive producer into each of several consumers); ``lax.optimization_barrier`` did not stop
-  it on CPU. ``token`` is any traced int32 array; the loop runs once.
+  XLA fuses a gather with its elementwise producers and consumers into one scalar loop, which
+  made the phase vocoder and the resampler about 2x slower on CPU; ``lax.optimization_barrier``
+  did not reliably stop it. ``token`` is any traced int32 array; the loop runs once.
   """
   trips = jnp.minimum(jnp.max(token), 1)
 
@@ -648,11 +644,12 @@ def pitch_shift(waveforms: jax.Array, semitones: Any, *, sample_rate: int = 1600
                 hop_length: int = 512) -> jax.Array:
   """Shifts each clip's pitch by its number of semitones, duration kept.
 
-  Equal to ``librosa.effects.pitch_shift(y, sr=sample_rate, n_steps=n, res_type="fft")`` to a
-  relative L2 error below 1e-4: time stretch by ``rate = 2 ** (-n / bins_per_octave)``, then
-  ``scipy.signal.resample`` (band-limited, FFT based) from ``sample_rate / rate`` back to
-  ``sample_rate``, cropped to the clip length. librosa's default resampler (soxr) gives nearly
-  the same result (log-mel correlation above 0.99).
+  Equal to ``librosa.effects.pitch_shift(y, sr=sample_rate, n_steps=n, res_type="fft")`` (run in
+  float64) to a relative L2 error below 1e-4: a time stretch by
+  ``rate = 2 ** (-n / bins_per_octave)``, then ``scipy.signal.resample`` (band-limited, FFT based)
+  from ``sample_rate / rate`` back to ``sample_rate``, cropped to the clip length. librosa's
+  default resampler (soxr) gives nearly the same result (log-mel correlation above 0.99).
+  Traced semitones give a float32 rate, concrete ones librosa's float64 rate.
 
   Args:
     waveforms: ``[shape=(batch, samples)]``, at least ``n_fft`` samples.
@@ -681,6 +678,9 @@ def pitch_shift(waveforms: jax.Array, semitones: Any, *, sample_rate: int = 1600
     raise MerjaxError(f"pitch shifts {np.asarray(semitones)} exceed max_semitones={max_semitones}"
                       "; pass a larger max_semitones")
   longest, frames = _pitch_bounds(n, max_semitones, bins_per_octave, n_fft, hop_length)
+  if max(_smooth_size(2 * longest), _smooth_size(2 * n + 6)) >= 2 ** 21:
+    raise MerjaxError(f"pitch_shift handles clips up to about 2**20 / 2**(max_semitones / 12) "
+                      f"samples (58 s at 16 kHz for 2 semitones); got {n} samples")
   plan = stretch_plan(_semitone_rates(semitones, bins_per_octave), n_samples=n,
                       out_frames=frames, n_fft=n_fft, hop_length=hop_length,
                       sample_rate=sample_rate)
@@ -807,10 +807,11 @@ _RANGE_NAMES = ("max_shift_seconds", "max_semitones", "min_rate", "max_rate", "m
 
 
 @functools.partial(jax.jit, static_argnames=("transforms", "sample_rate") + _RANGE_NAMES)
-def augment_variants(key: jax.Array, waveforms: jax.Array, *, transforms: tuple[str, ...] = TRANSFORMS,
-                     sample_rate: int = 16000, max_shift_seconds: float = 5.0,
-                     max_semitones: float = 2.0, min_rate: float = 0.5, max_rate: float = 1.5,
-                     max_gain_db: float = 10.0) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+def augment_variants(key: jax.Array, waveforms: jax.Array, *,
+                     transforms: tuple[str, ...] = TRANSFORMS, sample_rate: int = 16000,
+                     max_shift_seconds: float = 5.0, max_semitones: float = 2.0,
+                     min_rate: float = 0.5, max_rate: float = 1.5, max_gain_db: float = 10.0
+                     ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """Every clip under each transform on its own, the paper's offline x5 set in one call.
 
   Each transform draws from its own stream, ``jax.random.fold_in(key, TRANSFORMS.index(name))``
@@ -855,7 +856,8 @@ def augment_log_mel(key: jax.Array, waveforms: jax.Array, *,
                     ref: float = 1.0, amin: float = 1e-10, top_db: float | None = 80.0,
                     max_shift_seconds: float = 5.0, max_semitones: float = 2.0,
                     min_rate: float = 0.5, max_rate: float = 1.5,
-                    max_gain_db: float = 10.0) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+                    max_gain_db: float = 10.0
+                    ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """Augment, then log-mel, in one jitted function (the CNN branch's augmented input).
 
   Args:

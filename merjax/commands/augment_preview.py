@@ -29,19 +29,10 @@ def register(subparsers) -> None:
 
 def load_clip(path: str):
   """The first 30 s of ``path`` as float32 mono at 16 kHz, or a MerjaxError saying why not."""
-  import librosa
-  import numpy as np
-  from merjax.errors import MerjaxError
+  from merjax.audio.io import decode
 
-  if not os.path.isfile(path):
-    raise MerjaxError(f"{path}: no such file")
-  try:
-    waveform, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True, duration=MAX_SECONDS)
-  except Exception as error:  # audioread/soundfile raise many types for undecodable input
-    raise MerjaxError(f"cannot decode {path}: {error}") from None
-  if waveform.size == 0:
-    raise MerjaxError(f"{path} contains no audio samples")
-  return np.asarray(waveform, np.float32)
+  waveform, _ = decode(path, sample_rate=SAMPLE_RATE)
+  return waveform[:int(MAX_SECONDS * SAMPLE_RATE)]
 
 
 def write_preview(path: str, out_dir: str, *, seed: int = 0) -> list[str]:

@@ -58,35 +58,59 @@ def _window_offsets(pool: tuple[int, int]):
   return [(a, c) for a in range(pool[0]) for c in range(pool[1])]
 
 
-def _forward(y, scale, bias, example_mask, key, *, rate, pool, epsilon):
-  mean, mean2, count = _stats(y, example_mask)
-  var = jnp.maximum(0.0, mean2 - jnp.square(mean))
-  inv = jax.lax.rsqrt(var + epsilon)
-  mul = inv * scale
+def _pool_with_index(windows: jax.Array, keep: jax.Array | None):
+  """Each window's maximum and the index of its first maximum, or _NO_GRADIENT if dropped.
+
+  ``flax.linen.max_pool``'s gradient goes to the first maximum of a window; a dropped-out
+  one passes none on.
+  """
+  ph, pw = windows.shape[2], windows.shape[4]
+  best = windows[:, :, 0, :, 0, :]
+  index = jnp.zeros(best.shape, jnp.uint8)
+  for k in range(1, ph * pw):
+    value = windows[:, :, k // pw, :, k % pw, :]
+    better = value > best
+    best = jnp.where(better, value, best)
+    index = jnp.where(better, jnp.uint8(k), index)
+  if keep is not None:
+    kept = keep[:, :, 0, :, 0, :]
+    for k in range(1, ph * pw):
+      kept = jnp.where(index == k, keep[:, :, k // pw, :, k % pw, :], kept)
+    index = jnp.where(kept, index, jnp.uint8(_NO_GRADIENT))
+  return best, index
+
+
+def _normalise_drop_pool(y, mean, mul, bias, key, *, rate, pool):
+  """The forward pass after the statistics: pooled outputs and the gradient routing index."""
   # flax.linen.BatchNorm: float32 arithmetic, then the compute dtype.
   z = ((y - mean) * mul + bias).astype(y.dtype)
+  keep = None
   if rate > 0.0:
     keep_prob = 1.0 - rate
     keep = dropout.bernoulli(key, keep_prob, y.shape)
     z = jax.lax.select(keep, z / keep_prob, jnp.zeros_like(z))
     keep = _windows(keep, pool)
-  else:
-    keep = None
-  windows = _windows(z, pool)
-  pooled = windows.max(axis=(2, 4))
-  # Index of the first maximum of every window (flax's max_pool gradient goes there), or
-  # _NO_GRADIENT when that element was dropped (its gradient is multiplied by 0).
-  index = jnp.full(pooled.shape, _NO_GRADIENT, jnp.uint8)
-  found = jnp.zeros(pooled.shape, bool)
-  for k, (a, c) in enumerate(_window_offsets(pool)):
-    hit = (windows[:, :, a, :, c, :] == pooled) & ~found
-    found = found | hit
-    if keep is not None:
-      hit = hit & keep[:, :, a, :, c, :]
-    index = jnp.where(hit, jnp.uint8(k), index)
-  # Materialise the pass's results: otherwise XLA fuses this whole pass (mask bits included)
-  # into each backward consumer of ``index`` and recomputes it there.
-  pooled, index = jax.lax.optimization_barrier((pooled, index))
+  return _pool_with_index(_windows(z, pool), keep)
+
+
+def _materialised(fn, **arrays):
+  """``fn(**arrays)`` with its results stored, not fused into (and recomputed by) consumers.
+
+  XLA:CPU fuses cheap elementwise producers into every consumer and drops
+  ``optimization_barrier`` before fusion; a conditional is a boundary it keeps. Both
+  branches are ``fn``, so the predicate (not known at compile time) does not matter.
+  """
+  probe = jax.tree.leaves(arrays)[0].reshape(-1)[0]
+  return jax.lax.cond(probe == probe, lambda a: fn(**a), lambda a: fn(**a), arrays)
+
+
+def _forward(y, scale, bias, example_mask, key, *, rate, pool, epsilon):
+  mean, mean2, count = _stats(y, example_mask)
+  var = jnp.maximum(0.0, mean2 - jnp.square(mean))
+  inv = jax.lax.rsqrt(var + epsilon)
+  mul = inv * scale
+  pooled, index = _materialised(functools.partial(_normalise_drop_pool, rate=rate, pool=pool),
+                                y=y, mean=mean, mul=mul, bias=bias, key=key)
   return pooled, mean, var, (mean2 - jnp.square(mean), inv, count, index)
 
 

@@ -93,7 +93,7 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   from merjax.data.store import open_prepared
   from merjax.evaluate import metrics_table, write_report
   from merjax.model_dir import load_model
-  from merjax.workflow import model_inputs
+  from merjax.workflow import fit_clip_length, model_inputs
 
   model = load_model(model_dir)
   prepared = open_prepared(dataset, data_dir)
@@ -106,7 +106,7 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
                       f"expects {audio.sample_rate} Hz; prepare it with --sample-rate "
                       f"{audio.sample_rate}")
   log(f"evaluating {model_dir} on {len(index)} {split} clips of {prepared.name}")
-  waveforms = _fit_clip_length(prepared.waveforms(index), audio.clip_samples)
+  waveforms = fit_clip_length(prepared.waveforms(index), audio.clip_samples)
   mels, features = model_inputs(model, waveforms, workers=workers)
   results = split_metrics(model, mels=mels, features=features,
                          labels=np.asarray(prepared.labels)[index])
@@ -116,13 +116,6 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   log(metrics_table(results, title=f"{dataset} {split}"))
   log(f"report written to {out}")
   return results
-
-
-def _fit_clip_length(waveforms: np.ndarray, size: int) -> np.ndarray:
-  """Crops or zero-pads stored clips to the model's clip length (as decoding does)."""
-  if waveforms.shape[1] >= size:
-    return waveforms[:, :size]
-  return np.pad(waveforms, ((0, 0), (0, size - waveforms.shape[1])))
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -44,10 +44,39 @@ class PreparedInputs:
   feature_names: list[str]
 
 
+_CHUNK_CLIPS = 256  # clips per streamed chunk: bounds memory, amortises worker start-up
+
+
+def fit_clip_length(waveforms: np.ndarray, size: int) -> np.ndarray:
+  """Crops or zero-pads clips [shape=(n, samples)] at the end to ``size`` samples."""
+  if waveforms.shape[1] >= size:
+    return waveforms[:, :size]
+  return np.pad(waveforms, ((0, 0), (0, size - waveforms.shape[1])))
+
+
+def stream_waveforms(prepared, indices: np.ndarray, *, clip_samples: int,
+                     chunk: int = _CHUNK_CLIPS) -> Iterator[np.ndarray]:
+  """float32 clips of a prepared store, in ``indices`` order, through the grain pipeline.
+
+  Every process reads every clip (no per-host sharding): the inputs are computed once and
+  each process then takes its own rows of every global batch.
+  """
+  import grain
+
+  from merjax.data.pipeline import Loader, pcm_to_float
+  loader = Loader(prepared, batch_size=min(chunk, len(indices)), indices=indices, shuffle=False,
+                  transform=pcm_to_float, shard_options=grain.sharding.NoSharding())
+  expected = iter(np.array_split(np.asarray(indices), np.arange(chunk, len(indices), chunk)))
+  for batch in loader.epoch(0):
+    real = np.asarray(batch["mask"]) > 0
+    if not np.array_equal(np.asarray(batch["index"])[real], next(expected)):
+      raise RuntimeError("the pipeline returned clips out of order")
+    yield fit_clip_length(np.asarray(batch["waveform"])[real], clip_samples)
+
+
 def _load_clips(dataset: str, *, config: Config, data_dir, clips_per_quadrant: int,
-                log: Callable[[str], Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                    np.ndarray]:
-  """Returns (waveforms, labels, splits, song_ids) for a dataset name."""
+                log: Callable[[str], Any]):
+  """Returns (waveform chunks, labels, splits, song_ids) for a dataset name."""
   if dataset == "synthetic":
     from merjax.data.splits import stratified_split
     from merjax.data.synthetic import generate
@@ -56,13 +85,20 @@ def _load_clips(dataset: str, *, config: Config, data_dir, clips_per_quadrant: i
     data = generate(clips_per_quadrant=clips_per_quadrant, seconds=config.audio.clip_seconds,
                     sample_rate=config.audio.sample_rate, seed=config.seed)
     splits = stratified_split(data.labels, seed=config.seed)
-    return data.waveforms, data.labels.astype(np.int32), splits, np.asarray(data.song_ids)
+    return [data.waveforms], data.labels.astype(np.int32), splits, np.asarray(data.song_ids)
   from merjax.data.store import open_prepared
+  from merjax.errors import MerjaxError
   prepared = open_prepared(dataset, data_dir)
+  if prepared.sample_rate != config.audio.sample_rate:
+    raise MerjaxError(f"{prepared.name} is stored at {prepared.sample_rate} Hz, the config asks "
+                      f"for {config.audio.sample_rate} Hz")
+  if prepared.clip_samples != config.audio.clip_samples:
+    log(f"note: {prepared.name} stores {prepared.clip_samples / prepared.sample_rate:g} s clips; "
+        f"they are fixed to {config.audio.clip_seconds:g} s")
   keep = np.flatnonzero(np.isin(prepared.splits, SPLIT_NAMES))
-  log(f"reading {len(keep)} clips of {prepared.name}")
-  waveforms = prepared.waveforms(keep)
-  return (waveforms, np.asarray(prepared.labels)[keep].astype(np.int32),
+  log(f"reading {len(keep)} clips of {prepared.name} through the grain pipeline")
+  chunks = stream_waveforms(prepared, keep, clip_samples=config.audio.clip_samples)
+  return (chunks, np.asarray(prepared.labels)[keep].astype(np.int32),
           np.asarray(prepared.splits)[keep], np.asarray(prepared.song_ids)[keep])
 
 
@@ -152,7 +188,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
   from merjax.features import FeaturePreprocessor
   from merjax.inputs import mel_statistics
 
-  waveforms, labels, splits, song_ids = _load_clips(
+  chunks, labels, splits, song_ids = _load_clips(
       dataset, config=config, data_dir=data_dir, clips_per_quadrant=clips_per_quadrant, log=log)
   index = {name: np.flatnonzero(splits == name) for name in SPLIT_NAMES}
   log("splits: " + ", ".join(f"{k} {len(v)}" for k, v in index.items()))
@@ -161,7 +197,15 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
     from merjax.errors import MerjaxError
     raise MerjaxError(f"dataset {dataset!r} has no clips in split(s) {missing}")
 
-  mels, raw, names = clip_inputs(waveforms, config=config, workers=workers)
+  augmenting = config.augment.mode != "none" and bool(config.augment.transforms)
+  mels, raw, kept = [], [], []
+  for chunk in chunks:  # stream: only the clips that must stay in memory are kept
+    chunk_mels, chunk_raw, names = clip_inputs(chunk, config=config, workers=workers)
+    mels.append(chunk_mels)
+    raw.append(chunk_raw)
+    kept.append(chunk if keep_waveforms or augmenting else None)
+  mels, raw = np.concatenate(mels), np.concatenate(raw)
+  waveforms = None if kept[0] is None else np.concatenate(kept)
   mel_mean, mel_std = mel_statistics(mels[index["train"]])
   mels = ((mels - mel_mean) / mel_std).astype(np.float32)
   log(f"log-mels {mels.shape[1:]} per clip; training mean {mel_mean:.2f} dB, std {mel_std:.2f}")
@@ -174,8 +218,9 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
 
   stage_data = StageData(mels=by_split(mels), features=by_split(features),
                          labels=by_split(labels))
-  _add_augmentation(stage_data, waveforms[index["train"]], config=config, mel_mean=mel_mean,
-                    mel_std=mel_std, log=log)
+  if augmenting:
+    _add_augmentation(stage_data, waveforms[index["train"]], config=config, mel_mean=mel_mean,
+                      mel_std=mel_std, log=log)
   return PreparedInputs(stage_data=stage_data,
                         waveforms=by_split(waveforms) if keep_waveforms else None,
                         song_ids=by_split(song_ids), mel_mean=mel_mean, mel_std=mel_std,

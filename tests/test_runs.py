@@ -87,3 +87,11 @@ def test_prepare_folder_then_evaluate_the_saved_model(model_dir, tmp_path, capsy
   n_test = metrics["hybrid"]["n"]
   assert n_test == sum(sum(row) for row in metrics["hybrid"]["counts"]) >= 4
   assert "| hybrid |" in capsys.readouterr().out
+  # training on the prepared store streams the clips through the grain pipeline
+  trained = tmp_path / "from_store"
+  assert main(["train", "--dataset", "folder:tiny", "--data-dir", str(store), "--seconds", "3",
+               "--max-epochs", "1", "--augment", "none", "--workers", "1",
+               "--out", str(trained)]) == 0
+  out = capsys.readouterr().out
+  assert "through the grain pipeline" in out and "splits: train 8, validate 4, test 4" in out
+  assert json.loads((trained / "test" / "metrics.json").read_text())["hybrid"]["n"] == n_test

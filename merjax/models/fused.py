@@ -39,11 +39,12 @@ def _stats(y: jax.Array, example_mask: jax.Array | None):
   batch, height, width, _ = y.shape
   if example_mask is None:
     count = jnp.float32(batch * height * width)
-  else:
-    keep = example_mask[:, None, None, None]
-    y = jnp.where(keep, y, 0.0)
-    count = example_mask.sum(dtype=jnp.float32) * (height * width)
-  return y.sum((0, 1, 2)) / count, jnp.square(y).sum((0, 1, 2)) / count, count
+    return y.sum((0, 1, 2)) / count, jnp.square(y).sum((0, 1, 2)) / count, count
+  # Per-example sums, then the mask: no masked copy of the activations is made.
+  weight = example_mask.astype(jnp.float32)[:, None]
+  count = weight.sum() * (height * width)
+  return ((y.sum((1, 2)) * weight).sum(0) / count,
+          (jnp.square(y).sum((1, 2)) * weight).sum(0) / count, count)
 
 
 def _windows(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
@@ -138,15 +139,22 @@ def _bwd(rate, pool, epsilon, residuals, cotangents):
   batch, height, width, channels = y.shape
   ph, pw = pool
   hp, wp = height // ph, width // pw
+  # The two per-channel sums at pooled resolution: only each window's routed element has
+  # a gradient, so x_hat is needed there alone.
+  g_routed = jnp.where(index != _NO_GRADIENT, g_scaled, 0).astype(jnp.float32)
+  windows = _windows(y, pool)
+  y_routed = windows[:, :, 0, :, 0, :]
+  for k in range(1, ph * pw):
+    y_routed = jnp.where(index == k, windows[:, :, k // pw, :, k % pw, :], y_routed)
+  sum_g = g_routed.sum((0, 1, 2))
+  sum_g_xhat = (g_routed * ((y_routed.astype(jnp.float32) - mean) * inv)).sum((0, 1, 2))
+  # The input gradient at full resolution, in one elementwise pass.
   offset = np.arange(ph * pw, dtype=np.uint8).reshape(1, 1, ph, 1, pw, 1)
-  g_windows = jnp.where(index[:, :, None, :, None, :] == offset,
-                        g_scaled[:, :, None, :, None, :], 0).astype(jnp.float32)
-  g_z = g_windows.reshape(batch, hp * ph, wp * pw, channels)
+  g_z = jnp.where(index[:, :, None, :, None, :] == offset, g_routed[:, :, None, :, None, :], 0)
+  g_z = g_z.reshape(batch, hp * ph, wp * pw, channels)
   g_z = jnp.pad(g_z, ((0, 0), (0, height - hp * ph), (0, width - wp * pw), (0, 0)))
   centred = y.astype(jnp.float32) - mean
   x_hat = centred * inv
-  sum_g = g_z.sum((0, 1, 2))
-  sum_g_xhat = (g_z * x_hat).sum((0, 1, 2))
   # d var / d mean2 is 0 where flax's max(0, .) clipped the variance.
   g_var = jnp.where(raw_var > 0, g_var, 0.0)
   weight = (1.0 / count) if example_mask is None else (

@@ -18,8 +18,8 @@ from typing import Any, Callable
 from merjax.config import Config, paper_config
 from merjax.errors import MerjaxError
 
-DEFAULT_CLIPS_PER_QUADRANT = 40
-DEFAULT_SECONDS = 5.0
+DEFAULT_CLIPS_PER_QUADRANT = 100
+DEFAULT_SECONDS = 3.0
 
 
 def demo_config(*, seconds: float = DEFAULT_SECONDS, seed: int = 0,

@@ -77,7 +77,10 @@ def test_fast_max_pool_equals_plain_in_values_and_gradients(shape, pool):
 def test_fast_and_plain_cnn_agree_in_outputs_and_gradients():
   mels = jax.random.normal(jax.random.key(3), (2, 128, 120))
   labels = jnp.array([0, 3])
-  fast, plain = CNN(ModelConfig(cnn_impl="fast")), CNN(ModelConfig(cnn_impl="plain"))
+  # Dropout off: the two paths draw their masks differently (tests/test_fast_cnn.py covers it).
+  no_dropout = ModelConfig(conv_dropout=0.0, cnn_dense_dropout=0.0)
+  fast = CNN(no_dropout.replace(cnn_impl="fast"))
+  plain = CNN(no_dropout.replace(cnn_impl="plain"))
   variables = _init(fast, mels)
 
   def loss(model, params):
@@ -89,8 +92,9 @@ def test_fast_and_plain_cnn_agree_in_outputs_and_gradients():
                              rtol=1e-6)
   grads_fast = jax.grad(lambda p: loss(fast, p))(variables["params"])
   grads_plain = jax.grad(lambda p: loss(plain, p))(variables["params"])
+  # atol covers the conv biases: BatchNorm makes their gradient exactly zero, numerically ~1e-6.
   for a, b in zip(jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_too_short_input_is_rejected_with_its_size():

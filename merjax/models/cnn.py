@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from merjax.config import ModelConfig
-from merjax.models import conv, dropout
-from merjax.models.fused import BatchNormDropoutPool, _DropoutKey
+from merjax.models import dropout
+from merjax.models.fused import BatchNormDropoutPool, ConvParams, DropoutKey
 from merjax.models.layers import conv_init, dense_init, max_pool
 
 
@@ -45,14 +45,14 @@ class CNNBody(nn.Module):
     for i, pool in enumerate(cfg.conv_pools):
       rate = cfg.conv_dropout if i < last else 0.0
       if fast:
-        x = nn.Conv(cfg.conv_filters, (3, 3), padding="VALID", kernel_init=conv_init,
-                    dtype=dtype, conv_general_dilated=conv.conv_general_dilated,
-                    name=f"conv{i}")(x)
-        # The key the unfused network's Dropout_i would draw (equal masks, equal outputs).
-        key = _DropoutKey(name=f"Dropout_{i}")() if train and rate > 0 else None
+        kernel, conv_bias = ConvParams(cfg.conv_filters, (3, 3), kernel_init=conv_init,
+                                       name=f"conv{i}")(x.shape[-1])
+        # The key the unfused network's Dropout_i draws: equal masks, equal outputs.
+        key = DropoutKey(name=f"Dropout_{i}")() if train and rate > 0 else None
         x = BatchNormDropoutPool(pool, rate=rate, momentum=cfg.batchnorm_momentum,
                                  epsilon=cfg.batchnorm_epsilon, dtype=dtype, name=f"bn{i}")(
-                                     x, train=train, mask=mask, dropout_key=key)
+                                     x, kernel=kernel, conv_bias=conv_bias, train=train,
+                                     mask=mask, dropout_key=key)
       else:
         x = nn.Conv(cfg.conv_filters, (3, 3), padding="VALID", kernel_init=conv_init,
                     dtype=dtype, name=f"conv{i}")(x)

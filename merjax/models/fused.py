@@ -1,21 +1,29 @@
-"""BatchNorm -> Dropout -> MaxPool of a CNN block as one op with an analytic backward pass.
+"""A CNN block (Conv -> BatchNorm -> Dropout -> MaxPool) as one op with an analytic backward.
 
-In training mode the three layers touch the block's full-resolution activations (after the
-first conv, 32 x 936 x 126 x 32 floats) many times under autodiff: statistics, normalisation,
-the dropout mask, the pool and their transposes each make a pass, and XLA:CPU lowers the
-masked mean's element count as a reduction over a broadcast. :func:`bn_dropout_pool` makes
-two passes forward (statistics; normalise + mask + pool, keeping the index of each window's
-maximum as one byte) and two backward (the two per-channel sums of the BatchNorm gradient;
-the input gradient), with the textbook BatchNorm backward
+Under autodiff the block's layers each make passes over its full-resolution activations
+(after the first conv, 32 x 936 x 126 x 32 floats): the conv output plus bias, the masked
+statistics, normalisation, the dropout mask, the pool and all their transposes; XLA:CPU also
+fuses the dropout mask into every backward consumer and recomputes it there.
+:func:`conv_bn_dropout_pool` instead makes
 
-  dx = scale / sqrt(var + eps) * (g - m / n * (sum(g) + x_hat * sum(g * x_hat))),
+- forward: the conv (one XLA convolution; or, with one input channel, nine multiply-adds
+  recomputed inside each pass, so its output is never stored); one pass for the batch
+  statistics; one pass that normalises, draws the dropout mask, pools and stores each
+  window's routed element as one byte;
+- backward: the two per-channel sums of the BatchNorm gradient at pooled resolution, one
+  elementwise pass for the conv output's gradient, and the conv's own transposes,
+
+with the textbook BatchNorm backward
+
+  dy = scale / sqrt(var + eps) * (g - m / n * (sum(g) + y_hat * sum(g * y_hat))),
 
 where ``m`` is the example mask and ``n`` the number of unmasked values per channel.
 
-The mathematics is that of ``flax.linen.BatchNorm`` (batch statistics, ``E[x^2] - E[x]^2``
-variance), ``flax.linen.Dropout`` (the same mask bits, :mod:`merjax.models.dropout`) and
-valid max pooling whose gradient goes to the first maximum of each window, as
-``flax.linen.max_pool``'s does. Tests compare values and gradients with those layers.
+The mathematics is that of ``flax.linen.Conv`` (valid, with bias), ``flax.linen.BatchNorm``
+(batch statistics, ``E[y^2] - E[y]^2`` variance), ``flax.linen.Dropout`` (the same mask bits,
+:mod:`merjax.models.dropout`) and valid max pooling whose gradient goes to the first maximum
+of each window, as ``flax.linen.max_pool``'s does. ``tests/test_fast_cnn.py`` compares values
+and gradients with those layers.
 """
 
 from __future__ import annotations
@@ -27,10 +35,29 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from merjax.models import dropout
+from merjax.models import conv, dropout
 from merjax.models.layers import max_pool
 
-_NO_GRADIENT = 255  # window index stored where the maximum was dropped out
+_NO_GRADIENT = 255  # routed index stored where a window's first maximum was dropped out
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _convolve(x: jax.Array, kernel: jax.Array, *, taps: bool) -> jax.Array:
+  """Valid convolution without bias, in ``x``'s dtype (kernel cast like ``nn.Conv`` does)."""
+  kernel = kernel.astype(x.dtype)
+  if not taps:
+    return conv.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
+  # One input channel: a sum of shifted products that XLA fuses into the consumer, in
+  # float32 like XLA's convolution accumulates.
+  kh, kw = kernel.shape[:2]
+  height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  x32, k32 = x.astype(jnp.float32), kernel.astype(jnp.float32)
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      term = x32[:, i:i + height, j:j + width, :1] * k32[i, j, 0]
+      out = term if out is None else out + term
+  return out.astype(x.dtype)
 
 
 def _stats(y: jax.Array, example_mask: jax.Array | None):
@@ -55,127 +82,168 @@ def _windows(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
   return x.reshape(batch, height // ph, ph, width // pw, pw, channels)
 
 
-def _window_offsets(pool: tuple[int, int]):
-  return [(a, c) for a in range(pool[0]) for c in range(pool[1])]
+def _window(windows: jax.Array, k: int) -> jax.Array:
+  """The ``k``-th element (row-major) of every window [shape=(batch, hp, wp, channels)]."""
+  pw = windows.shape[4]
+  return windows[:, :, k // pw, :, k % pw, :]
 
 
-def _pool_with_index(windows: jax.Array, keep: jax.Array | None):
-  """Each window's maximum and the index of its first maximum, or _NO_GRADIENT if dropped.
+def _routing_index(windows: jax.Array, keep: jax.Array | None) -> jax.Array:
+  """Index of each window's first maximum, or _NO_GRADIENT where that one was dropped out.
 
   ``flax.linen.max_pool``'s gradient goes to the first maximum of a window; a dropped-out
-  one passes none on.
+  element passes none on.
   """
-  ph, pw = windows.shape[2], windows.shape[4]
-  best = windows[:, :, 0, :, 0, :]
+  n = windows.shape[2] * windows.shape[4]
+  best = _window(windows, 0)
   index = jnp.zeros(best.shape, jnp.uint8)
-  for k in range(1, ph * pw):
-    value = windows[:, :, k // pw, :, k % pw, :]
+  for k in range(1, n):
+    value = _window(windows, k)
     better = value > best
     best = jnp.where(better, value, best)
     index = jnp.where(better, jnp.uint8(k), index)
   if keep is not None:
-    kept = keep[:, :, 0, :, 0, :]
-    for k in range(1, ph * pw):
-      kept = jnp.where(index == k, keep[:, :, k // pw, :, k % pw, :], kept)
+    kept = _window(keep, 0)
+    for k in range(1, n):
+      kept = jnp.where(index == k, _window(keep, k), kept)
     index = jnp.where(kept, index, jnp.uint8(_NO_GRADIENT))
-  return best, index
+  return index
 
 
-def _normalise_drop_pool(y, mean, mul, bias, key, *, rate, pool):
-  """The forward pass after the statistics: pooled outputs and the gradient routing index."""
+def _gather(windows: jax.Array, index: jax.Array) -> jax.Array:
+  """The element ``index`` of every window (element 0 where the index is _NO_GRADIENT)."""
+  out = _window(windows, 0)
+  for k in range(1, windows.shape[2] * windows.shape[4]):
+    out = jnp.where(index == k, _window(windows, k), out)
+  return out
+
+
+def _materialised(fn, probe: jax.Array, *operands):
+  """``fn(*operands)`` with its results stored, not fused into (and recomputed by) consumers.
+
+  XLA:CPU fuses cheap elementwise producers into every consumer, and drops
+  ``optimization_barrier`` before fusion; a conditional is a boundary it keeps. Both
+  branches are ``fn``, so the predicate (unknown at compile time) does not matter.
+  """
+  return jax.lax.cond(probe == probe, fn, fn, *operands)
+
+
+def _block_output(source, kernel, conv_bias, *, taps):
+  """The conv output with bias, in the compute dtype, from the stored source."""
+  y = _convolve(source, kernel, taps=True) if taps else source
+  return y + conv_bias.astype(y.dtype)
+
+
+def _normalised(y, mean, mul, bias):
   # flax.linen.BatchNorm: float32 arithmetic, then the compute dtype.
-  z = ((y - mean) * mul + bias).astype(y.dtype)
+  return ((y - mean) * mul + bias).astype(y.dtype)
+
+
+def _batch_stats(source, kernel, conv_bias, example_mask, *, taps):
+  return _stats(_block_output(source, kernel, conv_bias, taps=taps), example_mask)
+
+
+def _index_pass(source, kernel, conv_bias, mean, mul, bias, key, *, taps, rate, pool):
+  """Normalises, draws the dropout mask and returns the routing index of every window."""
+  z = _normalised(_block_output(source, kernel, conv_bias, taps=taps), mean, mul, bias)
   keep = None
   if rate > 0.0:
-    keep_prob = 1.0 - rate
-    keep = dropout.bernoulli(key, keep_prob, y.shape)
-    z = jax.lax.select(keep, z / keep_prob, jnp.zeros_like(z))
+    keep = dropout.bernoulli(key, 1.0 - rate, z.shape)
+    z = jax.lax.select(keep, z / (1.0 - rate), jnp.zeros_like(z))
     keep = _windows(keep, pool)
-  return _pool_with_index(_windows(z, pool), keep)
+  return _routing_index(_windows(z, pool), keep)
 
 
-def _materialised(fn, **arrays):
-  """``fn(**arrays)`` with its results stored, not fused into (and recomputed by) consumers.
-
-  XLA:CPU fuses cheap elementwise producers into every consumer and drops
-  ``optimization_barrier`` before fusion; a conditional is a boundary it keeps. Both
-  branches are ``fn``, so the predicate (not known at compile time) does not matter.
-  """
-  probe = jax.tree.leaves(arrays)[0].reshape(-1)[0]
-  return jax.lax.cond(probe == probe, lambda a: fn(**a), lambda a: fn(**a), arrays)
-
-
-def _forward(y, scale, bias, example_mask, key, *, rate, pool, epsilon):
-  mean, mean2, count = _stats(y, example_mask)
+def _forward(x, kernel, conv_bias, scale, bias, example_mask, key, *, taps, rate, pool,
+             epsilon):
+  # With taps the conv is recomputed inside each pass from x; otherwise stored once. Each
+  # pass is materialised (see _materialised): XLA would otherwise store the taps' output
+  # and recompute the mask bits in every consumer of the index.
+  source = x if taps else _convolve(x, kernel, taps=False)
+  stats = functools.partial(_batch_stats, taps=taps)
+  mean, mean2, count = _materialised(stats, kernel[0, 0, 0, 0], source, kernel, conv_bias,
+                                     example_mask)
   var = jnp.maximum(0.0, mean2 - jnp.square(mean))
   inv = jax.lax.rsqrt(var + epsilon)
   mul = inv * scale
-  pooled, index = _materialised(functools.partial(_normalise_drop_pool, rate=rate, pool=pool),
-                                y=y, mean=mean, mul=mul, bias=bias, key=key)
-  return pooled, mean, var, (mean2 - jnp.square(mean), inv, count, index)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _bn_dropout_pool(y, scale, bias, example_mask, key, rate, pool, epsilon):
-  pooled, mean, var, _ = _forward(y, scale, bias, example_mask, key, rate=rate, pool=pool,
-                                  epsilon=epsilon)
-  return pooled, mean, var
-
-
-def _fwd(y, scale, bias, example_mask, key, rate, pool, epsilon):
-  pooled, mean, var, (raw_var, inv, count, index) = _forward(
-      y, scale, bias, example_mask, key, rate=rate, pool=pool, epsilon=epsilon)
-  residuals = (y, scale, example_mask, mean, raw_var, inv, count, index)
+  index_pass = functools.partial(_index_pass, taps=taps, rate=rate, pool=pool)
+  index = _materialised(index_pass, mean[0], source, kernel, conv_bias, mean, mul, bias, key)
+  # The maximum is the routed element, or a dropped one (0) where the index says so: no
+  # mask bits are needed to read it.
+  z = _normalised(_block_output(source, kernel, conv_bias, taps=taps), mean, mul, bias)
+  if rate > 0.0:
+    z = z / (1.0 - rate)
+  pooled = _gather(_windows(z, pool), index)
+  pooled = jnp.where(index == _NO_GRADIENT, jnp.zeros_like(pooled), pooled)
+  residuals = (x, source, kernel, conv_bias, scale, example_mask, mean,
+               mean2 - jnp.square(mean), inv, count, index)
   return (pooled, mean, var), residuals
 
 
-def _bwd(rate, pool, epsilon, residuals, cotangents):
-  y, scale, example_mask, mean, raw_var, inv, count, index = residuals
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10))
+def _block(x, kernel, conv_bias, scale, bias, example_mask, key, taps, rate, pool, epsilon):
+  outputs, _ = _forward(x, kernel, conv_bias, scale, bias, example_mask, key, taps=taps,
+                        rate=rate, pool=pool, epsilon=epsilon)
+  return outputs
+
+
+def _block_fwd(x, kernel, conv_bias, scale, bias, example_mask, key, taps, rate, pool,
+               epsilon):
+  return _forward(x, kernel, conv_bias, scale, bias, example_mask, key, taps=taps, rate=rate,
+                  pool=pool, epsilon=epsilon)
+
+
+def _block_bwd(taps, rate, pool, epsilon, residuals, cotangents):
+  del epsilon
+  (x, source, kernel, conv_bias, scale, example_mask, mean, raw_var, inv, count,
+   index) = residuals
   g_pooled, g_mean, g_var = cotangents
-  keep_prob = 1.0 - rate
-  # Gradient reaching the BatchNorm output inside the windows: the pooled gradient at the
-  # kept maximum, scaled like the dropout (in the compute dtype, as flax's transpose is).
-  g_scaled = g_pooled / keep_prob if rate > 0.0 else g_pooled
+  y = _block_output(source, kernel, conv_bias, taps=taps)
   batch, height, width, channels = y.shape
   ph, pw = pool
   hp, wp = height // ph, width // pw
-  # The two per-channel sums at pooled resolution: only each window's routed element has
-  # a gradient, so x_hat is needed there alone.
+  # Gradient reaching the BatchNorm output: the pooled gradient at each window's kept first
+  # maximum, scaled like the dropout (in the compute dtype, as flax's transpose is).
+  g_scaled = g_pooled / (1.0 - rate) if rate > 0.0 else g_pooled
   g_routed = jnp.where(index != _NO_GRADIENT, g_scaled, 0).astype(jnp.float32)
-  windows = _windows(y, pool)
-  y_routed = windows[:, :, 0, :, 0, :]
-  for k in range(1, ph * pw):
-    y_routed = jnp.where(index == k, windows[:, :, k // pw, :, k % pw, :], y_routed)
+  # The two per-channel sums at pooled resolution: y_hat is needed at routed elements only.
+  y_routed = _gather(_windows(y, pool), index)
   sum_g = g_routed.sum((0, 1, 2))
-  sum_g_xhat = (g_routed * ((y_routed.astype(jnp.float32) - mean) * inv)).sum((0, 1, 2))
-  # The input gradient at full resolution, in one elementwise pass.
+  sum_g_yhat = (g_routed * ((y_routed.astype(jnp.float32) - mean) * inv)).sum((0, 1, 2))
+  # The conv output's gradient at full resolution, in one elementwise pass.
   offset = np.arange(ph * pw, dtype=np.uint8).reshape(1, 1, ph, 1, pw, 1)
   g_z = jnp.where(index[:, :, None, :, None, :] == offset, g_routed[:, :, None, :, None, :], 0)
   g_z = g_z.reshape(batch, hp * ph, wp * pw, channels)
   g_z = jnp.pad(g_z, ((0, 0), (0, height - hp * ph), (0, width - wp * pw), (0, 0)))
   centred = y.astype(jnp.float32) - mean
-  x_hat = centred * inv
-  # d var / d mean2 is 0 where flax's max(0, .) clipped the variance.
+  y_hat = centred * inv
+  # d var / d E[y^2] is 0 where flax's max(0, .) clipped the variance.
   g_var = jnp.where(raw_var > 0, g_var, 0.0)
   weight = (1.0 / count) if example_mask is None else (
       example_mask.astype(jnp.float32)[:, None, None, None] / count)
-  g_y = (scale * inv) * (g_z - weight * (sum_g + x_hat * sum_g_xhat)) \
+  g_y = (scale * inv) * (g_z - weight * (sum_g + y_hat * sum_g_yhat)) \
       + weight * (g_mean + 2.0 * centred * g_var)
-  return g_y.astype(y.dtype), sum_g_xhat, sum_g, None, None
+  g_y = g_y.astype(y.dtype)
+  g_conv_bias = g_y.astype(jnp.float32).sum((0, 1, 2)).astype(conv_bias.dtype)
+  _, conv_vjp = jax.vjp(lambda a, k: _convolve(a, k, taps=False), x, kernel)
+  g_x, g_kernel = conv_vjp(g_y)
+  return g_x, g_kernel, g_conv_bias, sum_g_yhat, sum_g, None, None
 
 
-_bn_dropout_pool.defvjp(_fwd, _bwd)
+_block.defvjp(_block_fwd, _block_bwd)
 
 
-def bn_dropout_pool(y: jax.Array, *, scale: jax.Array, bias: jax.Array,
-                    example_mask: jax.Array | None, key: jax.Array | None, rate: float,
-                    pool: tuple[int, int], epsilon: float
-                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Training-mode BatchNorm, Dropout and valid MaxPool with an analytic VJP.
+def conv_bn_dropout_pool(x: jax.Array, *, kernel: jax.Array, conv_bias: jax.Array,
+                         scale: jax.Array, bias: jax.Array, example_mask: jax.Array | None,
+                         key: jax.Array | None, rate: float, pool: tuple[int, int],
+                         epsilon: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Training-mode valid Conv, BatchNorm, Dropout and MaxPool with an analytic VJP.
 
   Args:
-    y: conv outputs [shape=(batch, height, width, channels)] (float32 or bfloat16).
-    scale, bias: BatchNorm parameters [shape=(channels,)] (float32).
+    x: block inputs [shape=(batch, height, width, in_channels)] in the compute dtype.
+    kernel: conv kernel [shape=(kh, kw, in_channels, channels)] (float32 parameters).
+    conv_bias: conv bias [shape=(channels,)].
+    scale, bias: BatchNorm parameters [shape=(channels,)].
     example_mask: optional boolean [shape=(batch,)]; masked-out examples do not enter the
       statistics (their outputs are still normalised).
     key: the dropout key (Threefry), or None when ``rate`` is 0.
@@ -184,18 +252,21 @@ def bn_dropout_pool(y: jax.Array, *, scale: jax.Array, bias: jax.Array,
     epsilon: BatchNorm epsilon.
 
   Returns:
-    ``(pooled, mean, var)``: pooled activations [shape=(batch, height // ph, width // pw,
-    channels)] in ``y``'s dtype and the float32 batch statistics for the running averages.
+    ``(pooled, mean, var)``: pooled activations [shape=(batch, (height - kh + 1) // ph,
+    (width - kw + 1) // pw, channels)] in ``x``'s dtype and the float32 batch statistics of
+    the conv outputs, for the running averages.
   """
   if rate > 0.0 and key is None:
-    raise ValueError("bn_dropout_pool needs a dropout key when rate > 0")
+    raise ValueError("conv_bn_dropout_pool needs a dropout key when rate > 0")
   if example_mask is not None:
     example_mask = example_mask.astype(bool)
+  taps = x.shape[-1] == 1
   pool = tuple(int(p) for p in pool)
-  return _bn_dropout_pool(y, scale, bias, example_mask, key, float(rate), pool, float(epsilon))
+  return _block(x, kernel, conv_bias, scale, bias, example_mask, key, taps, float(rate), pool,
+                float(epsilon))
 
 
-class _DropoutKey(nn.Module):
+class DropoutKey(nn.Module):
   """Draws the key ``flax.linen.Dropout`` would draw at this module's path."""
 
   @nn.compact
@@ -203,43 +274,59 @@ class _DropoutKey(nn.Module):
     return self.make_rng("dropout")
 
 
-class BatchNormDropoutPool(nn.Module):
-  """``BatchNorm -> Dropout -> max_pool`` with ``flax.linen.BatchNorm``'s variables.
+class ConvParams(nn.Module):
+  """The variables of ``nn.Conv(features, kernel_size)`` (``kernel``, ``bias``), unapplied."""
 
-  The variables (``scale``, ``bias``; ``batch_stats`` ``mean``, ``var``) are those of an
-  ``nn.BatchNorm`` with the same name, so checkpoints are interchangeable. The dropout key is
-  drawn at ``dropout_name`` in the parent, where the unfused network has its ``nn.Dropout``.
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  kernel_init: nn.initializers.Initializer = nn.initializers.he_normal()
+
+  @nn.compact
+  def __call__(self, in_channels: int) -> tuple[jax.Array, jax.Array]:
+    kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, in_channels,
+                                                      self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    return kernel, bias
+
+
+class BatchNormDropoutPool(nn.Module):
+  """BatchNorm -> Dropout -> MaxPool of a block whose conv variables are passed in.
+
+  The module holds ``flax.linen.BatchNorm``'s variables (``scale``, ``bias``;
+  ``batch_stats`` ``mean``, ``var``), so with :class:`ConvParams` the parameter tree is that
+  of ``nn.Conv`` + ``nn.BatchNorm`` and checkpoints are interchangeable. It applies the conv
+  too, because in training the whole block is one op (:func:`conv_bn_dropout_pool`).
 
   Attributes:
     pool: pooling window over (height, width).
     rate: dropout rate (0: no Dropout layer).
-    dropout_name: name of the unfused network's Dropout module in the parent scope.
     momentum, epsilon: BatchNorm settings (Keras defaults 0.99, 1e-3).
-    dtype: compute dtype of the outputs.
+    dtype: compute dtype.
   """
 
   pool: tuple[int, int]
   rate: float = 0.0
-  dropout_name: str | None = None
   momentum: float = 0.99
   epsilon: float = 1e-3
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None,
-               dropout_key: jax.Array | None = None) -> jax.Array:
-    """Normalises, drops out and pools [shape=(batch, height, width, channels)].
+  def __call__(self, x: jax.Array, *, kernel: jax.Array, conv_bias: jax.Array, train: bool,
+               mask: jax.Array | None = None, dropout_key: jax.Array | None = None
+               ) -> jax.Array:
+    """Convolves, normalises, drops out and pools [shape=(batch, height, width, in)].
 
     Args:
-      x: conv outputs.
+      x: block inputs.
+      kernel, conv_bias: the block's conv variables (from :class:`ConvParams`).
       train: batch statistics, dropout and running-average updates; else running averages.
       mask: optional [shape=(batch,)] example weights; zeros are left out of the statistics.
-      dropout_key: the key of the unfused network's Dropout (see :class:`_DropoutKey`).
+      dropout_key: the unfused network's Dropout key (see :class:`DropoutKey`).
 
     Returns:
-      Pooled activations [shape=(batch, height // ph, width // pw, channels)].
+      Pooled activations [shape=(batch, height', width', channels)].
     """
-    channels = x.shape[-1]
+    channels = kernel.shape[-1]
     ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32),
                             (channels,))
     ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32),
@@ -248,13 +335,15 @@ class BatchNormDropoutPool(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
     x = x.astype(self.dtype)
     if not train:
+      y = _block_output(_convolve(x, kernel, taps=False), kernel, conv_bias, taps=False)
       mul = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale
-      z = ((x - ra_mean.value) * mul + bias).astype(self.dtype)
+      z = ((y - ra_mean.value) * mul + bias).astype(self.dtype)
       return max_pool(z, self.pool, impl="fast")
     example_mask = None if mask is None else mask.reshape(-1) > 0
-    pooled, mean, var = bn_dropout_pool(x, scale=scale, bias=bias, example_mask=example_mask,
-                                        key=dropout_key, rate=self.rate, pool=self.pool,
-                                        epsilon=self.epsilon)
+    pooled, mean, var = conv_bn_dropout_pool(
+        x, kernel=kernel, conv_bias=conv_bias, scale=scale, bias=bias,
+        example_mask=example_mask, key=dropout_key, rate=self.rate, pool=self.pool,
+        epsilon=self.epsilon)
     if not self.is_initializing():
       ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
       ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var

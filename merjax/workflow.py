@@ -76,7 +76,7 @@ def stream_waveforms(prepared, indices: np.ndarray, *, clip_samples: int,
 
 def _load_clips(dataset: str, *, config: Config, data_dir, clips_per_quadrant: int,
                 log: Callable[[str], Any]):
-  """Returns (waveform chunks, labels, splits, song_ids) for a dataset name."""
+  """Returns (waveform chunks, labels, splits, song_ids, feature cache dir or None)."""
   if dataset == "synthetic":
     from merjax.data.splits import stratified_split
     from merjax.data.synthetic import generate
@@ -85,7 +85,8 @@ def _load_clips(dataset: str, *, config: Config, data_dir, clips_per_quadrant: i
     data = generate(clips_per_quadrant=clips_per_quadrant, seconds=config.audio.clip_seconds,
                     sample_rate=config.audio.sample_rate, seed=config.seed)
     splits = stratified_split(data.labels, seed=config.seed)
-    return [data.waveforms], data.labels.astype(np.int32), splits, np.asarray(data.song_ids)
+    return ([data.waveforms], data.labels.astype(np.int32), splits, np.asarray(data.song_ids),
+            None)
   from merjax.data.store import open_prepared
   from merjax.errors import MerjaxError
   prepared = open_prepared(dataset, data_dir)
@@ -97,13 +98,17 @@ def _load_clips(dataset: str, *, config: Config, data_dir, clips_per_quadrant: i
         f"they are fixed to {config.audio.clip_seconds:g} s")
   keep = np.flatnonzero(np.isin(prepared.splits, SPLIT_NAMES))
   log(f"reading {len(keep)} clips of {prepared.name} through the grain pipeline")
+  from merjax.features.datasets import features_directory
   chunks = stream_waveforms(prepared, keep, clip_samples=config.audio.clip_samples)
   return (chunks, np.asarray(prepared.labels)[keep].astype(np.int32),
-          np.asarray(prepared.splits)[keep], np.asarray(prepared.song_ids)[keep])
+          np.asarray(prepared.splits)[keep], np.asarray(prepared.song_ids)[keep],
+          features_directory(prepared.name, data_dir=data_dir))
 
 
 def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = None,
-                progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                progress: bool = True, song_ids: np.ndarray | None = None,
+                cache_dir: str | os.PathLike | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
   """Raw (unnormalised) log-mels and handcrafted features of clips.
 
   Args:
@@ -111,17 +116,25 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
     config: audio settings and the feature backend.
     workers: processes for feature extraction (default: all cores, at most 4).
     progress: show progress bars.
+    song_ids: ids of the clips, with ``cache_dir``: features are then read from (or added to)
+      the per-song cache that ``merjax features`` fills.
+    cache_dir: the dataset's feature directory.
 
   Returns:
     ``(log_mels [shape=(n, n_mels, frames)], features [shape=(n, n_features)], names)``.
   """
-  from merjax.features import extract_features, feature_names
+  from merjax.features import extract_cached, extract_features, feature_names
   from merjax.inputs import log_mels
 
   workers = workers or min(4, os.cpu_count() or 1)
   mels = log_mels(waveforms, audio=config.audio, progress=progress)
-  raw = extract_features(waveforms, sample_rate=config.audio.sample_rate,
-                         backend=config.features_backend, workers=workers, progress=progress)
+  if cache_dir is not None:
+    raw = extract_cached(zip(song_ids, waveforms), cache_dir=cache_dir,
+                         backend=config.features_backend, sample_rate=config.audio.sample_rate,
+                         workers=workers, progress=progress).values
+  else:
+    raw = extract_features(waveforms, sample_rate=config.audio.sample_rate,
+                           backend=config.features_backend, workers=workers, progress=progress)
   names = feature_names(backend=config.features_backend, sample_rate=config.audio.sample_rate)
   return mels, raw, list(names)
 
@@ -188,7 +201,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
   from merjax.features import FeaturePreprocessor
   from merjax.inputs import mel_statistics
 
-  chunks, labels, splits, song_ids = _load_clips(
+  chunks, labels, splits, song_ids, cache_dir = _load_clips(
       dataset, config=config, data_dir=data_dir, clips_per_quadrant=clips_per_quadrant, log=log)
   index = {name: np.flatnonzero(splits == name) for name in SPLIT_NAMES}
   log("splits: " + ", ".join(f"{k} {len(v)}" for k, v in index.items()))
@@ -199,8 +212,12 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
 
   augmenting = config.augment.mode != "none" and bool(config.augment.transforms)
   mels, raw, kept = [], [], []
+  start = 0
   for chunk in chunks:  # stream: only the clips that must stay in memory are kept
-    chunk_mels, chunk_raw, names = clip_inputs(chunk, config=config, workers=workers)
+    chunk_mels, chunk_raw, names = clip_inputs(
+        chunk, config=config, workers=workers, cache_dir=cache_dir,
+        song_ids=song_ids[start:start + len(chunk)])
+    start += len(chunk)
     mels.append(chunk_mels)
     raw.append(chunk_raw)
     kept.append(chunk if keep_waveforms or augmenting else None)

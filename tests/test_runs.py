@@ -95,3 +95,6 @@ def test_prepare_folder_then_evaluate_the_saved_model(model_dir, tmp_path, capsy
   out = capsys.readouterr().out
   assert "through the grain pipeline" in out and "splits: train 8, validate 4, test 4" in out
   assert json.loads((trained / "test" / "metrics.json").read_text())["hybrid"]["n"] == n_test
+  # ... and fills the per-song feature cache that `merjax features` shares
+  cached = [p for p in (store / "features").rglob("*") if p.is_file()]
+  assert len(cached) >= 16

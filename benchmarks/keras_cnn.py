@@ -71,10 +71,67 @@ def build_model(*, frames: int = 938, n_mels: int = 128, n_classes: int = 4,
   return model
 
 
+def build_fusion_model(*, width: int = 400, n_classes: int = 4, learning_rate: float = 1e-3,
+                       jit_compile: bool | str = "auto"):
+  """The fusion classifier (Dense 200 -> 100 -> n_classes, ReLU, Dropout 0.3), Adam."""
+  os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+  import keras
+  from keras import layers
+
+  inputs = keras.Input((width,))
+  x = inputs
+  for units in (200, 100):
+    x = layers.Dense(units, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+  model = keras.Model(inputs, layers.Dense(n_classes)(x))
+  model.compile(optimizer=keras.optimizers.Adam(learning_rate, epsilon=1e-7),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                jit_compile=jit_compile)
+  return model
+
+
+def _batch(shape: tuple[int, ...], seed: int):
+  import numpy as np
+  import tensorflow as tf
+  rng = np.random.default_rng(seed)
+  x = tf.constant(rng.normal(size=shape).astype(np.float32))
+  y = tf.constant((np.arange(shape[0]) % 4).astype(np.int32))
+  return x, y
+
+
+def training_data(*, batch: int = 32, frames: int = 938, n_mels: int = 128, seed: int = 0,
+                  jit_compile: bool | str = "auto"):
+  """``(model, x, y)``: the compiled CNN (trained one step) and one resident batch."""
+  import keras
+  keras.utils.set_random_seed(seed)
+  model = build_model(frames=frames, n_mels=n_mels, jit_compile=jit_compile)
+  x, y = _batch((batch, frames, n_mels, 1), seed)
+  model.train_on_batch(x, y)  # builds and compiles the train function
+  return model, x, y
+
+
+def fusion_training_data(*, batch: int = 32, width: int = 400, seed: int = 0):
+  """``(model, x, y)`` for the fusion classifier, as :func:`training_data`."""
+  import keras
+  keras.utils.set_random_seed(seed)
+  model = build_fusion_model(width=width)
+  x, y = _batch((batch, width), seed)
+  model.train_on_batch(x, y)
+  return model, x, y
+
+
+def timed_steps(model, x, y, *, steps: int) -> float:
+  """Samples per second of ``steps`` calls of ``model.train_on_batch(x, y)``."""
+  start = time.perf_counter()
+  for _ in range(steps):
+    model.train_on_batch(x, y)
+  return steps * int(x.shape[0]) / (time.perf_counter() - start)
+
+
 def train_samples_per_second(*, batch: int = 32, frames: int = 938, n_mels: int = 128,
                              steps: int = 3, repeats: int = 3, seed: int = 0,
                              jit_compile: bool | str = "auto") -> list[float]:
-  """Samples per second of ``train_on_batch`` on one resident random batch.
+  """Samples per second of the CNN's ``train_on_batch`` on one resident random batch.
 
   Args:
     batch: batch size.
@@ -87,24 +144,9 @@ def train_samples_per_second(*, batch: int = 32, frames: int = 938, n_mels: int 
   Returns:
     One throughput per repeat.
   """
-  os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-  import keras
-  import numpy as np
-  import tensorflow as tf
-
-  keras.utils.set_random_seed(seed)
-  model = build_model(frames=frames, n_mels=n_mels, jit_compile=jit_compile)
-  rng = np.random.default_rng(seed)
-  x = tf.constant(rng.normal(size=(batch, frames, n_mels, 1)).astype(np.float32))
-  y = tf.constant((np.arange(batch) % 4).astype(np.int32))
-  model.train_on_batch(x, y)  # builds and compiles the train function
-  rates = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(steps):
-      model.train_on_batch(x, y)
-    rates.append(steps * batch / (time.perf_counter() - start))
-  return rates
+  model, x, y = training_data(batch=batch, frames=frames, n_mels=n_mels, seed=seed,
+                              jit_compile=jit_compile)
+  return [timed_steps(model, x, y, steps=steps) for _ in range(repeats)]
 
 
 def _main(argv: Sequence[str] | None = None) -> None:

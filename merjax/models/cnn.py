@@ -17,6 +17,11 @@ class CNNBody(nn.Module):
 
   Each block is Conv2D 3x3 (valid) -> BatchNorm -> Dropout -> MaxPool -> ReLU; the last block
   has no Dropout. Then Flatten -> Dropout -> Dense(300) -> ReLU.
+
+  ``config.cnn_impl`` picks the implementation of the blocks: ``"plain"`` composes Flax's
+  layers; ``"fast"`` (the default) runs each block as one op with an analytic backward pass
+  (:mod:`merjax.models.fused`). Both compute the same function with the same variables
+  (names, shapes, dropout masks), so checkpoints of one load in the other.
   """
 
   config: ModelConfig = ModelConfig()

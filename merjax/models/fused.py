@@ -39,14 +39,13 @@ from merjax.models import conv, dropout
 from merjax.models.layers import max_pool
 
 _NO_GRADIENT = 255  # routed index stored where a window's first maximum was dropped out
-_NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def _convolve(x: jax.Array, kernel: jax.Array, *, taps: bool) -> jax.Array:
   """Valid convolution without bias, in ``x``'s dtype (kernel cast like ``nn.Conv`` does)."""
   kernel = kernel.astype(x.dtype)
   if not taps:
-    return conv.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
+    return conv.conv2d_valid(x, kernel)
   # One input channel: a sum of shifted products that XLA fuses into the consumer, in
   # float32 like XLA's convolution accumulates.
   kh, kw = kernel.shape[:2]
@@ -60,18 +59,17 @@ def _convolve(x: jax.Array, kernel: jax.Array, *, taps: bool) -> jax.Array:
   return out.astype(x.dtype)
 
 
-def _stats(y: jax.Array, example_mask: jax.Array | None):
-  """Batch mean, E[y^2] and the count per channel, in float32, over unmasked examples."""
+def _moment(y: jax.Array, example_mask: jax.Array | None, *, power: int) -> jax.Array:
+  """Mean of ``y ** power`` per channel, in float32, over the unmasked examples."""
   y = y.astype(jnp.float32)
+  if power == 2:
+    y = jnp.square(y)
   batch, height, width, _ = y.shape
   if example_mask is None:
-    count = jnp.float32(batch * height * width)
-    return y.sum((0, 1, 2)) / count, jnp.square(y).sum((0, 1, 2)) / count, count
+    return y.sum((0, 1, 2)) / (batch * height * width)
   # Per-example sums, then the mask: no masked copy of the activations is made.
   weight = example_mask.astype(jnp.float32)[:, None]
-  count = weight.sum() * (height * width)
-  return ((y.sum((1, 2)) * weight).sum(0) / count,
-          (jnp.square(y).sum((1, 2)) * weight).sum(0) / count, count)
+  return (y.sum((1, 2)) * weight).sum(0) / (weight.sum() * (height * width))
 
 
 def _windows(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
@@ -123,9 +121,19 @@ def _materialised(fn, probe: jax.Array, *operands):
 
   XLA:CPU fuses cheap elementwise producers into every consumer, and drops
   ``optimization_barrier`` before fusion; a conditional is a boundary it keeps. Both
-  branches are ``fn``, so the predicate (unknown at compile time) does not matter.
+  branches are ``fn``, so the predicate (unknown at compile time) does not matter. Elsewhere
+  (a GPU conditional waits for its predicate on the host) ``fn`` is called directly.
   """
+  if not conv.on_cpu():
+    return fn(*operands)
   return jax.lax.cond(probe == probe, fn, fn, *operands)
+
+
+def _output_size(source, kernel, *, taps):
+  """Spatial size of the conv output for the stored source (the input with taps)."""
+  if not taps:
+    return source.shape[1], source.shape[2]
+  return source.shape[1] - kernel.shape[0] + 1, source.shape[2] - kernel.shape[1] + 1
 
 
 def _block_output(source, kernel, conv_bias, *, taps):
@@ -139,8 +147,9 @@ def _normalised(y, mean, mul, bias):
   return ((y - mean) * mul + bias).astype(y.dtype)
 
 
-def _batch_stats(source, kernel, conv_bias, example_mask, *, taps):
-  return _stats(_block_output(source, kernel, conv_bias, taps=taps), example_mask)
+def _batch_moment(source, kernel, conv_bias, example_mask, *, taps, power):
+  return _moment(_block_output(source, kernel, conv_bias, taps=taps), example_mask,
+                 power=power)
 
 
 def _index_pass(source, kernel, conv_bias, mean, mul, bias, key, *, taps, rate, pool):
@@ -154,27 +163,36 @@ def _index_pass(source, kernel, conv_bias, mean, mul, bias, key, *, taps, rate, 
   return _routing_index(_windows(z, pool), keep)
 
 
+def _pooled(source, kernel, conv_bias, mean, mul, bias, index, *, taps, rate, pool):
+  """Each window's maximum, read at the routed element (a dropped maximum is 0): no mask
+  bits are needed."""
+  z = _normalised(_block_output(source, kernel, conv_bias, taps=taps), mean, mul, bias)
+  if rate > 0.0:
+    z = z / (1.0 - rate)
+  pooled = _gather(_windows(z, pool), index)
+  return jnp.where(index == _NO_GRADIENT, jnp.zeros_like(pooled), pooled)
+
+
 def _forward(x, kernel, conv_bias, scale, bias, example_mask, key, *, taps, rate, pool,
              epsilon):
   # With taps the conv is recomputed inside each pass from x; otherwise stored once. Each
   # pass is materialised (see _materialised): XLA would otherwise store the taps' output
   # and recompute the mask bits in every consumer of the index.
   source = x if taps else _convolve(x, kernel, taps=False)
-  stats = functools.partial(_batch_stats, taps=taps)
-  mean, mean2, count = _materialised(stats, kernel[0, 0, 0, 0], source, kernel, conv_bias,
-                                     example_mask)
+  # One reduction per moment: with a single consumer each, the taps are fused, not stored.
+  mean, mean2 = (_materialised(functools.partial(_batch_moment, taps=taps, power=power),
+                               kernel[0, 0, 0, 0], source, kernel, conv_bias, example_mask)
+                 for power in (1, 2))
+  batch, height, width = source.shape[0], *_output_size(source, kernel, taps=taps)
+  count = (jnp.float32(batch) if example_mask is None
+           else example_mask.sum(dtype=jnp.float32)) * (height * width)
   var = jnp.maximum(0.0, mean2 - jnp.square(mean))
   inv = jax.lax.rsqrt(var + epsilon)
   mul = inv * scale
   index_pass = functools.partial(_index_pass, taps=taps, rate=rate, pool=pool)
   index = _materialised(index_pass, mean[0], source, kernel, conv_bias, mean, mul, bias, key)
-  # The maximum is the routed element, or a dropped one (0) where the index says so: no
-  # mask bits are needed to read it.
-  z = _normalised(_block_output(source, kernel, conv_bias, taps=taps), mean, mul, bias)
-  if rate > 0.0:
-    z = z / (1.0 - rate)
-  pooled = _gather(_windows(z, pool), index)
-  pooled = jnp.where(index == _NO_GRADIENT, jnp.zeros_like(pooled), pooled)
+  pooled = _materialised(functools.partial(_pooled, taps=taps, rate=rate, pool=pool), mean[0],
+                         source, kernel, conv_bias, mean, mul, bias, index)
   residuals = (x, source, kernel, conv_bias, scale, example_mask, mean,
                mean2 - jnp.square(mean), inv, count, index)
   return (pooled, mean, var), residuals

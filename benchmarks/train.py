@@ -1,0 +1,276 @@
+"""Training throughput of the CNN and fusion stages, on 1 and N devices, against Keras.
+
+Cases (DESIGN.md §5): ``cnn_train`` (the CNN stage on 938 x 128 log-mels) and
+``fusion_train`` (the fusion classifier on 400-wide embeddings); every row carries
+``devices`` and ``impl`` (``fast``: the default ``cnn_impl``; ``plain``: Flax's own layers).
+The data stays on the device and the step is the real one (:mod:`merjax.train.steps`).
+Implementations are timed interleaved, several repeats each, and every row reports the
+median with the range over repeats (``range``).
+
+The reference is Keras 3 on TensorFlow when both are installed (``pip install
+'merjax[bench]'``; see ``keras_cnn.py``), timed in the same process; without them the fast
+CNN is compared with the plain one. Multi-device rows come from a child process: on CPU
+with ``--xla_force_host_platform_device_count`` virtual devices (the flag has to be set
+before JAX starts), on accelerators with the real devices. Data parallelism is
+``jax.jit`` over a ``data`` mesh (:func:`merjax.train.steps.mesh_train_step`), and the
+reference of a multi-device row is the 1-device throughput of the same implementation.
+
+The script runs unchanged on a GPU (e.g. ``--batch 32 256`` to see the large-batch rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+from _common import emit, parser, row
+
+FEATURES_WIDTH = 300 + 100  # CNN Dense-300 embedding + DNN Dense-100 embedding
+
+
+def _cnn_case(impl: str, *, batch: int, frames: int, n_mels: int, dtype: str, mesh):
+  """A (step, state, batches, rng) tuple for the CNN stage."""
+  import jax
+  import jax.numpy as jnp
+
+  from merjax.config import ModelConfig, TrainConfig
+  from merjax.models import CNN
+  model = CNN(ModelConfig(cnn_impl=impl, dtype=dtype))
+  inputs = jax.random.normal(jax.random.key(0), (batch, n_mels, frames), jnp.float32)
+  return _case(model, inputs, TrainConfig(optimizer="sgd", learning_rate=1e-2, batch_size=batch),
+               batch=batch, mesh=mesh, n_batches=1)
+
+
+def _fusion_case(*, batch: int, mesh, n_batches: int = 64):
+  import jax
+  import jax.numpy as jnp
+
+  from merjax.config import ModelConfig, TrainConfig
+  from merjax.models import Fusion
+  inputs = jax.random.normal(jax.random.key(0), (batch * n_batches, FEATURES_WIDTH), jnp.float32)
+  return _case(Fusion(ModelConfig()), inputs,
+               TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=batch),
+               batch=batch, mesh=mesh, n_batches=n_batches)
+
+
+def _case(model, inputs, config, *, batch: int, mesh, n_batches: int):
+  import jax
+  import jax.numpy as jnp
+
+  from merjax import parallel
+  from merjax.train.state import create_state
+  from merjax.train.steps import jit_train_step, mesh_train_step
+
+  state = create_state(model, inputs[:1], config, rng=jax.random.key(1))
+  rng = jax.random.key(2)
+  batches = []
+  for i in range(n_batches):
+    rows = slice(i * batch, (i + 1) * batch)
+    batches.append({"inputs": inputs[rows], "label": jnp.arange(batch, dtype=jnp.int32) % 4,
+                    "mask": jnp.ones((batch,), jnp.float32)})
+  if mesh is None:
+    step = jit_train_step
+    batches = jax.device_put(batches)
+  else:
+    step = mesh_train_step(mesh)
+    state, rng = parallel.replicate(state, mesh), parallel.replicate(rng, mesh)
+    batches = [parallel.shard_batch(b, mesh) for b in batches]
+  return step, state, batches, rng
+
+
+class _Runner:
+  """Runs one case's steps, keeping its (donated) state between calls."""
+
+  def __init__(self, step, state, batches, rng, *, batch: int):
+    self.step, self.state, self.batches, self.rng, self.batch = step, state, batches, rng, batch
+    self.run(1)  # compile
+
+  def run(self, steps: int) -> float:
+    """Samples per second over ``steps`` steps."""
+    import jax
+    start = time.perf_counter()
+    metrics = None
+    for i in range(steps):
+      self.state, metrics = self.step(self.state, self.batches[i % len(self.batches)], self.rng)
+    jax.block_until_ready((self.state, metrics))
+    return steps * self.batch / (time.perf_counter() - start)
+
+
+def _interleaved(runners: dict[str, Callable[[], float]], *, repeats: int
+                 ) -> dict[str, list[float]]:
+  """Throughputs of every runner, alternating between them ``repeats`` times."""
+  rates = {name: [] for name in runners}
+  for _ in range(repeats):
+    for name, run in runners.items():
+      rates[name].append(run())
+  return rates
+
+
+def _summary(rates: list[float]) -> dict[str, Any]:
+  return {"ours": statistics.median(rates), "range": [min(rates), max(rates)]}
+
+
+def measure(*, devices: int, impls: list[str], batches: list[int], cnn_steps: int,
+            fusion_steps: int, repeats: int, frames: int, n_mels: int, dtype: str,
+            keras: bool) -> list[dict[str, Any]]:
+  """Throughputs on ``devices`` devices of this process (1: no mesh) as raw result dicts."""
+  from merjax import parallel
+  mesh = None if devices == 1 else parallel.make_data_mesh(devices=devices)
+  results = []
+  for batch in batches:
+    runners = {}
+    for impl in impls:
+      runner = _Runner(*_cnn_case(impl, batch=batch, frames=frames, n_mels=n_mels, dtype=dtype,
+                                  mesh=mesh), batch=batch)
+      runners[impl] = lambda r=runner: r.run(cnn_steps)
+    if keras:
+      runners["keras"] = _keras_runner(batch=batch, frames=frames, n_mels=n_mels,
+                                       steps=cnn_steps)
+    rates = _interleaved(runners, repeats=repeats)
+    for name, values in rates.items():
+      results.append({"case": "cnn_train", "impl": name, "devices": devices, "batch": batch,
+                      "rates": values})
+    fusion = _Runner(*_fusion_case(batch=batch, mesh=mesh), batch=batch)
+    runners = {"fast": lambda: fusion.run(fusion_steps)}
+    if keras:
+      runners["keras"] = _keras_fusion_runner(batch=batch, steps=fusion_steps)
+    for name, values in _interleaved(runners, repeats=repeats).items():
+      results.append({"case": "fusion_train", "impl": name, "devices": devices, "batch": batch,
+                      "rates": values})
+  return results
+
+
+def _keras_runner(*, batch: int, frames: int, n_mels: int, steps: int) -> Callable[[], float]:
+  import keras_cnn
+  model, x, y = keras_cnn.training_data(batch=batch, frames=frames, n_mels=n_mels)
+  return lambda: keras_cnn.timed_steps(model, x, y, steps=steps)
+
+
+def _keras_fusion_runner(*, batch: int, steps: int) -> Callable[[], float]:
+  import keras_cnn
+  model, x, y = keras_cnn.fusion_training_data(batch=batch, width=FEATURES_WIDTH)
+  return lambda: keras_cnn.timed_steps(model, x, y, steps=steps)
+
+
+def _keras_usable() -> bool:
+  """Keras is a fair reference when installed and our backend is the CPU it runs on."""
+  import jax
+
+  import keras_cnn
+  return keras_cnn.available() and jax.default_backend() == "cpu"
+
+
+def _child_results(args, devices: int) -> list[dict[str, Any]]:
+  """Multi-device results from a child process started with ``devices`` virtual devices."""
+  import jax
+  if jax.default_backend() != "cpu":
+    if jax.device_count() < devices:
+      print(f"skipping {devices} devices: only {jax.device_count()} "
+            f"{jax.default_backend()} device(s)", file=sys.stderr)
+      return []
+    env = dict(os.environ)
+  else:
+    env = dict(os.environ)
+    flags = env.get("XLA_FLAGS", "")
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+  command = [sys.executable, os.path.abspath(__file__), "--worker-devices", str(devices),
+             *_forwarded(args)]
+  out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+  if out.returncode != 0:
+    raise RuntimeError(f"the {devices}-device run failed:\n{out.stderr[-4000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _forwarded(args) -> list[str]:
+  return ["--impl", *args.impl, "--batch", *map(str, args.batch), "--cnn-steps",
+          str(args.cnn_steps), "--fusion-steps", str(args.fusion_steps), "--repeats",
+          str(args.repeats), "--frames", str(args.frames), "--n-mels", str(args.n_mels),
+          "--dtype", args.dtype]
+
+
+def _rows(results: list[dict[str, Any]], *, keras_name: str | None) -> list[dict[str, Any]]:
+  """Result dicts -> DESIGN.md §5 rows, each with its reference and ratio."""
+  by_key = {(r["case"], r["impl"], r["devices"], r["batch"]): r for r in results}
+  rows = []
+  for r in results:
+    if r["impl"] == "keras":
+      continue
+    summary = _summary(r["rates"])
+    extra = {"impl": r["impl"], "devices": r["devices"], "batch": r["batch"],
+             "range": [round(v, 3) for v in summary["range"]]}
+    keras = by_key.get((r["case"], "keras", 1, r["batch"]))
+    if r["devices"] > 1:
+      base = by_key.get((r["case"], r["impl"], 1, r["batch"]))
+      reference = _summary(base["rates"])["ours"] if base else None
+      name = f"{r['impl']} on 1 device" if base else None
+    elif keras is not None:
+      reference, name = _summary(keras["rates"])["ours"], keras_name
+    elif r["impl"] == "fast" and (r["case"], "plain", 1, r["batch"]) in by_key:
+      reference = _summary(by_key[(r["case"], "plain", 1, r["batch"])]["rates"])["ours"]
+      name = "plain (flax.linen layers)"
+    else:
+      reference, name = None, None
+    plain = by_key.get((r["case"], "plain", r["devices"], r["batch"]))
+    if r["impl"] == "fast" and plain is not None:
+      extra["vs_plain"] = round(summary["ours"] / _summary(plain["rates"])["ours"], 3)
+    rows.append(row(r["case"], unit="samples/s", ours=summary["ours"], reference=reference,
+                    reference_name=name, higher_is_better=True, **extra))
+  for r in results:
+    if r["impl"] == "keras":
+      summary = _summary(r["rates"])
+      rows.append(row(r["case"], unit="samples/s", ours=summary["ours"], reference=None,
+                      reference_name=None, impl=f"keras ({keras_name})", devices=1,
+                      batch=r["batch"], range=[round(v, 3) for v in summary["range"]]))
+  return rows
+
+
+def main(argv=None) -> None:
+  p = parser(__doc__.splitlines()[0])
+  p.add_argument("--impl", nargs="+", default=["fast", "plain"], choices=["fast", "plain"],
+                 help="CNN implementations to time (ModelConfig.cnn_impl)")
+  p.add_argument("--batch", nargs="+", type=int, default=[32],
+                 help="batch sizes (global batch on several devices)")
+  p.add_argument("--devices", nargs="+", type=int, default=[1, 8],
+                 help="device counts; counts above 1 run in a child process")
+  p.add_argument("--cnn-steps", type=int, default=2, help="CNN steps per timed repeat")
+  p.add_argument("--fusion-steps", type=int, default=200,
+                 help="fusion steps per timed repeat")
+  p.add_argument("--repeats", type=int, default=3, help="timed repeats per implementation")
+  p.add_argument("--frames", type=int, default=938, help="log-mel frames per clip")
+  p.add_argument("--n-mels", type=int, default=128, help="mel bands")
+  p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                 help="compute dtype (ModelConfig.dtype)")
+  p.add_argument("--no-keras", action="store_true", help="skip the Keras reference")
+  p.add_argument("--worker-devices", type=int, default=None, help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+
+  common = dict(impls=args.impl, batches=args.batch, cnn_steps=args.cnn_steps,
+                fusion_steps=args.fusion_steps, repeats=args.repeats, frames=args.frames,
+                n_mels=args.n_mels, dtype=args.dtype)
+  if args.worker_devices is not None:
+    results = measure(devices=args.worker_devices, keras=False, **common)
+    print(json.dumps(results))
+    return
+
+  keras = not args.no_keras and _keras_usable()
+  keras_name = None
+  if keras:
+    import keras_cnn
+    keras_name = keras_cnn.versions()
+  results = []
+  if 1 in args.devices:
+    results += measure(devices=1, keras=keras, **common)
+  for devices in sorted(d for d in args.devices if d > 1):
+    results += _child_results(args, devices)
+  emit("train", _rows(results, keras_name=keras_name), as_json=args.json,
+       extra_columns=("impl", "devices", "batch", "range", "vs_plain"))
+
+
+if __name__ == "__main__":
+  main()

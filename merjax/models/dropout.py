@@ -34,8 +34,11 @@ def fast_bits_supported(key: jax.Array) -> bool:
   """Whether :func:`threefry_bits` reproduces ``jax.random.bits(key, shape)``."""
   if not jax.config.jax_threefry_partitionable:
     return False
-  # key_impl also names the implementation of a raw uint32 key (the configured default).
-  return key.shape in ((), (2,)) and str(jax.random.key_impl(key)) == "threefry2x32"
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return key.shape == () and str(jax.random.key_impl(key)) == "threefry2x32"
+  # A raw uint32[2] key has the configured default implementation.
+  return (key.shape == (2,) and key.dtype == jnp.uint32
+          and str(jax.random.key_impl(key)) == "threefry2x32")
 
 
 def threefry_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -70,7 +73,7 @@ def threefry_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 def bernoulli(key: jax.Array, p: float, shape: tuple[int, ...]) -> jax.Array:
   """``jax.random.bernoulli(key, p, shape)`` (float32 ``p``), bit-identical, fusible on CPU."""
-  if not fast_bits_supported(key):
+  if not fast_bits_supported(key) or math.prod(shape) >= 2**32:
     return jax.random.bernoulli(key, p, shape)
   bits = threefry_bits(key, shape)
   # jax.random.uniform: 23 random mantissa bits under exponent 0 give [1, 2), minus 1.

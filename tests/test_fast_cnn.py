@@ -104,6 +104,7 @@ def _reference_block(x, kernel, conv_bias, scale, bias, example_mask, key, *, ra
 def test_fused_block_equals_flax_layers(in_channels, pool, rate, masked, cpu_forms,
                                         monkeypatch):
   monkeypatch.setattr(conv, "on_cpu", lambda: cpu_forms)
+  monkeypatch.setattr(conv, "eigen_forms", lambda: cpu_forms)
   x = jax.random.normal(jax.random.key(0), (5, 21, 15, in_channels))
   k = jax.random.split(jax.random.key(1), 5)
   args = (jax.random.normal(k[0], (3, 3, in_channels, 6)) * 0.5,

@@ -13,7 +13,11 @@ at most 16 (``xla/backends/cpu/ynn_support.cc``). Measured on the paper's second
 - kernel gradient: one convolution per block of at most 16 examples and 16 output channels,
   summed over the example blocks.
 
-On other backends :func:`conv2d_valid` is ``lax.conv_general_dilated`` and its autodiff.
+With several CPU devices (data parallelism over virtual devices) the plain form is kept:
+each device's program then runs YNNPACK's kernels on its own thread, and Eigen's would
+compete for the thread pool that also runs the devices' programs, whose collectives block
+their threads (XLA aborts a collective that waits more than 40 s). On other backends
+:func:`conv2d_valid` is ``lax.conv_general_dilated`` and its autodiff.
 """
 
 from __future__ import annotations
@@ -83,8 +87,13 @@ _conv2d_valid_cpu.defvjp(_fwd, _bwd)
 
 @functools.lru_cache(maxsize=None)
 def on_cpu() -> bool:
-  """Whether computations run on XLA:CPU (the default backend), where these forms apply."""
+  """Whether computations run on XLA:CPU (the default backend)."""
   return jax.default_backend() == "cpu"
+
+
+def eigen_forms() -> bool:
+  """Whether :func:`conv2d_valid` uses the Eigen forms: XLA:CPU with one local device."""
+  return on_cpu() and jax.local_device_count() == 1
 
 
 def conv2d_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -97,6 +106,6 @@ def conv2d_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
   Returns:
     [shape=(batch, height - kh + 1, width - kw + 1, out_channels)].
   """
-  if on_cpu():
+  if eigen_forms():
     return _conv2d_valid_cpu(x, kernel)
   return _conv(x, kernel, "VALID")

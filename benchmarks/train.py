@@ -85,10 +85,16 @@ def _case(model, inputs, config, *, batch: int, mesh, n_batches: int):
 
 
 class _Runner:
-  """Runs one case's steps, keeping its (donated) state between calls."""
+  """Runs one case's steps, keeping its (donated) state between calls.
 
-  def __init__(self, step, state, batches, rng, *, batch: int):
+  With several CPU devices every step is awaited before the next is dispatched: XLA:CPU's
+  in-process all-reduce blocks pool threads, and a queue of small data-parallel steps can
+  starve a device of threads until the collective's 40 s timeout aborts the process.
+  """
+
+  def __init__(self, step, state, batches, rng, *, batch: int, sync: bool = False):
     self.step, self.state, self.batches, self.rng, self.batch = step, state, batches, rng, batch
+    self.sync = sync
     self.run(1)  # compile
 
   def run(self, steps: int) -> float:
@@ -98,6 +104,8 @@ class _Runner:
     metrics = None
     for i in range(steps):
       self.state, metrics = self.step(self.state, self.batches[i % len(self.batches)], self.rng)
+      if self.sync:
+        jax.block_until_ready(metrics)
     jax.block_until_ready((self.state, metrics))
     return steps * self.batch / (time.perf_counter() - start)
 
@@ -120,14 +128,17 @@ def measure(*, devices: int, impls: list[str], batches: list[int], cnn_steps: in
             fusion_steps: int, repeats: int, frames: int, n_mels: int, dtype: str,
             keras: bool) -> list[dict[str, Any]]:
   """Throughputs on ``devices`` devices of this process (1: no mesh) as raw result dicts."""
+  import jax
+
   from merjax import parallel
   mesh = None if devices == 1 else parallel.make_data_mesh(devices=devices)
+  sync = mesh is not None and jax.default_backend() == "cpu"
   results = []
   for batch in batches:
     runners = {}
     for impl in impls:
       runner = _Runner(*_cnn_case(impl, batch=batch, frames=frames, n_mels=n_mels, dtype=dtype,
-                                  mesh=mesh), batch=batch)
+                                  mesh=mesh), batch=batch, sync=sync)
       runners[impl] = lambda r=runner: r.run(cnn_steps)
     if keras:
       runners["keras"] = _keras_runner(batch=batch, frames=frames, n_mels=n_mels,
@@ -136,7 +147,7 @@ def measure(*, devices: int, impls: list[str], batches: list[int], cnn_steps: in
     for name, values in rates.items():
       results.append({"case": "cnn_train", "impl": name, "devices": devices, "batch": batch,
                       "rates": values})
-    fusion = _Runner(*_fusion_case(batch=batch, mesh=mesh), batch=batch)
+    fusion = _Runner(*_fusion_case(batch=batch, mesh=mesh), batch=batch, sync=sync)
     runners = {"fast": lambda: fusion.run(fusion_steps)}
     if keras:
       runners["keras"] = _keras_fusion_runner(batch=batch, steps=fusion_steps)

@@ -180,9 +180,12 @@ def _forward(x, kernel, conv_bias, scale, bias, example_mask, key, *, taps, rate
   # and recompute the mask bits in every consumer of the index.
   source = x if taps else _convolve(x, kernel, taps=False)
   # One reduction per moment: with a single consumer each, the taps are fused, not stored.
-  mean, mean2 = (_materialised(functools.partial(_batch_moment, taps=taps, power=power),
-                               kernel[0, 0, 0, 0], source, kernel, conv_bias, example_mask)
-                 for power in (1, 2))
+  # The second waits for the first (its predicate reads it): with several devices each
+  # holds an all-reduce, and concurrent blocking collectives can starve XLA:CPU's threads.
+  mean = _materialised(functools.partial(_batch_moment, taps=taps, power=1),
+                       kernel[0, 0, 0, 0], source, kernel, conv_bias, example_mask)
+  mean2 = _materialised(functools.partial(_batch_moment, taps=taps, power=2), mean[0],
+                        source, kernel, conv_bias, example_mask)
   batch, height, width = source.shape[0], *_output_size(source, kernel, taps=taps)
   count = (jnp.float32(batch) if example_mask is None
            else example_mask.sum(dtype=jnp.float32)) * (height * width)

@@ -239,8 +239,8 @@ def test_scipy_resample_convention_matches():
   x = rng.standard_normal((len(cases), 3400)).astype(np.float32)
   lengths, resampled = (np.array(c, np.int32) for c in zip(*cases))
   x[np.arange(3400)[None, :] >= lengths[:, None]] = 0
-  resample = jax.jit(augment._fft_resample, static_argnames="n_samples")
-  got = np.asarray(resample(jnp.asarray(x), lengths, resampled, n_samples=n))
+  resample = jax.jit(augment._fft_resample, static_argnames=("sizes", "n_samples"))
+  got = np.asarray(resample(jnp.asarray(x), lengths, resampled, sizes=(3000, 3001), n_samples=n))
   for row, xi, length, m in zip(got, x, lengths, resampled):
     expected = scipy.signal.resample(xi[:length].astype(np.float64), m)[:n]
     assert relative_error(row, expected) < 1e-5, (length, m)

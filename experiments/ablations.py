@@ -173,7 +173,7 @@ def summarise(cells: Sequence[Cell], runs: Sequence[dict]) -> list[dict]:
       f1 = [r["f1"] for r in runs if r["cell"] == cell.key and r["model"] == kind]
       if f1:
         rows.append({"cell": cell.key, "augmentation": cell.augmentation, "model": kind,
-                     **t_interval(f1)})
+                     **t_interval(f1), "values": f1})
   return rows
 
 
@@ -197,7 +197,10 @@ def markdown_table(rows: Sequence[dict], *, title: str) -> str:
 
 
 def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
-  """Mean weighted F1 with 95 % confidence intervals, one bar per table row."""
+  """Mean weighted F1 with 95 % confidence intervals, one bar per table row, each seed a dot.
+
+  Intervals are drawn clipped to [0, 100]; the table keeps their exact ends.
+  """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -211,9 +214,14 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
                       for r in rows]])
   fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.4))
   y = np.arange(len(rows))[::-1]
-  ax.barh(y, means, xerr=errors, color=[colors[r["model"]] for r in rows], capsize=3)
+  ax.barh(y, means, xerr=errors, color=[colors[r["model"]] for r in rows], capsize=3, alpha=0.8)
+  for position, r in zip(y, rows):
+    values = 100 * np.asarray(r["values"])
+    ax.plot(values, np.full(values.shape, position), "o", color="black", markersize=3,
+            label="one seed" if position == y[0] else None)
+  ax.legend(loc="lower right", fontsize=8)
   ax.set_yticks(y, labels, fontsize=8)
-  ax.set_xlabel("weighted F1 on the test split (%), mean and 95 % CI over seeds")
+  ax.set_xlabel("weighted F1 on the test split (%): mean, 95 % CI over seeds, each seed")
   ax.set_xlim(0, 100)
   ax.set_title(title, fontsize=10)
   fig.tight_layout()

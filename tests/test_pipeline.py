@@ -1,4 +1,4 @@
-"""Input pipelines: grain Loader and DeviceArrays give the same seeded, masked batches."""
+"""Input pipelines: grain Loader and DeviceBatches give the same seeded, masked batches."""
 
 import os
 import threading
@@ -10,7 +10,8 @@ from grain.sharding import ShardOptions
 
 import _fixtures as fx
 from merjax.audio.io import from_pcm16
-from merjax.data.pipeline import DeviceArrays, Loader, Sampler, pcm_to_float
+from merjax.data.memory import DeviceBatches
+from merjax.data.pipeline import Loader, Sampler, pcm_to_float
 from merjax.data.prepare import prepare
 from merjax.data.store import open_prepared
 from merjax.errors import MerjaxError
@@ -100,9 +101,9 @@ def test_indices_subset_and_transform():
   np.testing.assert_array_equal(batch["double"][:3], arrays["inputs"][[9, 2, 5]] * 2)
 
 
-def test_device_arrays_match_the_loader():
+def test_device_batches_match_the_loader():
   arrays = _arrays(23)
-  device = DeviceArrays(arrays, batch_size=5, seed=3)
+  device = DeviceBatches(arrays, batch_size=5, seed=3, shuffle=True)
   loader = Loader(arrays, batch_size=5, seed=3)
   assert len(device) == len(loader)
   for epoch in (0, 1):
@@ -110,22 +111,26 @@ def test_device_arrays_match_the_loader():
       assert isinstance(on_device["inputs"], jax.Array)
       for key in ("inputs", "label", "mask", "index"):
         np.testing.assert_array_equal(np.asarray(on_device[key]), on_host[key])
-  evaluation = DeviceArrays(arrays, batch_size=5, shuffle=False)
+  evaluation = DeviceBatches(arrays, batch_size=5, shuffle=False)
   assert _real(evaluation.epoch(0)).tolist() == list(range(23))
 
 
-def test_device_arrays_budget_and_sharding():
+def test_device_batches_budget_and_sharding():
+  from merjax import parallel
+
   arrays = _arrays(23)
   need = sum(v.nbytes for v in arrays.values())
-  assert DeviceArrays.fits(arrays, memory_budget_bytes=need)
-  assert not DeviceArrays.fits(arrays, memory_budget_bytes=need - 1)
+  assert DeviceBatches.fits(arrays, memory_budget_bytes=need)
+  assert not DeviceBatches.fits(arrays, memory_budget_bytes=need - 1)
   with pytest.raises(MerjaxError, match="budget"):
-    DeviceArrays(arrays, batch_size=4, memory_budget_bytes=need - 1)
-  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    DeviceBatches(arrays, batch_size=4, shuffle=False, memory_budget_bytes=need - 1)
+  with pytest.raises(MerjaxError, match="same length"):
+    DeviceBatches({"inputs": arrays["inputs"], "label": arrays["label"][:3]}, batch_size=4,
+                  shuffle=False)
+  mesh = parallel.make_data_mesh(devices=jax.device_count())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-  device = DeviceArrays(arrays, batch_size=4 * jax.device_count(), shuffle=False,
-                        sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
-                        batch_sharding=batch_sharding, memory_budget_bytes=need)
+  device = DeviceBatches(arrays, batch_size=4 * jax.device_count(), shuffle=False, mesh=mesh,
+                         memory_budget_bytes=need)
   batch = next(device.epoch(0))
   assert batch["inputs"].sharding.is_equivalent_to(batch_sharding, 3)
   np.testing.assert_array_equal(np.asarray(batch["inputs"]),
@@ -189,12 +194,14 @@ import jax
 jax.config.update("jax_num_cpu_devices", 4)
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
-from merjax.data.pipeline import DeviceArrays, Loader
+from merjax import parallel
+from merjax.data.memory import DeviceBatches
+from merjax.data.pipeline import Loader
 
 arrays = {"inputs": np.arange(30 * 2, dtype=np.float32).reshape(30, 2), "label": np.arange(30) % 4}
-mesh = jax.make_mesh((4,), ("data",))
-device = DeviceArrays(arrays, batch_size=8, seed=1, sharding=NamedSharding(mesh, P()),
-                      batch_sharding=NamedSharding(mesh, P("data")), memory_budget_bytes=10**6)
+mesh = parallel.make_data_mesh(devices=4)
+device = DeviceBatches(arrays, batch_size=8, seed=1, shuffle=True, mesh=mesh,
+                       memory_budget_bytes=10**6)
 host = Loader(arrays, batch_size=8, seed=1)
 for a, b in zip(device.epoch(1), host.epoch(1)):
   assert len(a["inputs"].addressable_shards) == 4
@@ -206,7 +213,7 @@ print("ok on", jax.device_count(), "devices")
 
 
 @pytest.mark.slow
-def test_device_arrays_on_four_devices():
+def test_device_batches_on_four_devices():
   import subprocess
   import sys
   root = os.path.dirname(os.path.dirname(__file__))

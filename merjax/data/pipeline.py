@@ -1,13 +1,14 @@
 """Input pipelines: grain over any random-access source, or a split kept on the accelerator.
 
-Both modes draw batches from the same :class:`Sampler`, so for the same seed they yield the same
-examples in the same order:
+Both modes shuffle with :func:`epoch_order` and pad alike, so for the same seed they yield the
+same examples in the same order:
 
 * :class:`Loader` reads batches with grain (``MapDataset`` -> ``to_iter_dataset`` -> optional
   ``mp_prefetch`` worker processes), from a :class:`merjax.data.store.PreparedDataset` or a dict
   of arrays (precomputed log-mels, features ...), with a transform hook run in the workers.
-* :class:`DeviceArrays` puts a whole split on the device once (when it fits a memory budget) and
-  slices every batch there with one jitted gather: no host work per step beyond the dispatch.
+* :class:`merjax.data.memory.DeviceBatches` puts a whole split on the device once (when it fits
+  a memory budget) and slices every batch there with one jitted gather: no host work per step
+  beyond the dispatch. On one host it yields the same batches as the :class:`Loader`.
 
 Every batch is a dict of arrays with the source's fields plus ``mask`` (float32, 1 for real
 examples) and ``index`` (the example's index in the source). Unless ``drop_remainder`` is set,
@@ -20,7 +21,6 @@ and one compiled step serves the whole epoch. Epoch ``e`` shuffles with the perm
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -91,6 +91,23 @@ def _by_jax_process():
   return ShardByJaxProcess()
 
 
+def epoch_order(size: int, *, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+  """The example order of one epoch, a pure function of ``(seed, epoch)`` (exact resume).
+
+  Args:
+    size: number of examples.
+    shuffle: permute (training) or keep ``range(size)`` (evaluation).
+    seed: non-negative shuffling seed.
+    epoch: epoch index; epoch ``e`` permutes with ``np.random.default_rng([seed, e])``.
+
+  Returns:
+    [shape=(size,)] int64 example indices.
+  """
+  if not shuffle:
+    return np.arange(size)
+  return np.random.default_rng([seed, epoch]).permutation(size)
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampler:
   """Which examples make up every batch: per-epoch shuffling, host sharding and padding.
@@ -142,9 +159,7 @@ class Sampler:
 
   def order(self, epoch: int) -> np.ndarray:
     """The global order of epoch ``epoch`` [shape=(num_examples,)]."""
-    if not self.shuffle:
-      return np.arange(self.num_examples)
-    return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+    return epoch_order(self.num_examples, shuffle=self.shuffle, seed=self.seed, epoch=epoch)
 
   def epoch(self, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """This host's batches of one epoch.
@@ -280,86 +295,3 @@ class Loader:
       self.close()
     except Exception:  # pylint: disable=broad-except  # interpreter shutdown
       pass
-
-
-def nbytes(arrays: Mapping[str, np.ndarray]) -> int:
-  """Total size of a dict of (numpy or jax) arrays in bytes."""
-  return int(sum(v.nbytes if hasattr(v, "nbytes") else np.asarray(v).nbytes
-                 for v in arrays.values()))
-
-
-def device_memory_budget(*, fraction: float = 0.5, device=None) -> int | None:
-  """``fraction`` of the device's free memory (of free host RAM for CPU devices), in bytes."""
-  import jax
-
-  device = device or jax.local_devices()[0]
-  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-  if stats and "bytes_limit" in stats:
-    return int(fraction * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
-  try:
-    return int(fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-  except (ValueError, OSError, AttributeError):
-    return None
-
-
-def _take(arrays: dict, table, mask, row) -> dict:
-  import jax.numpy as jnp
-  from jax import lax
-
-  ids = lax.dynamic_index_in_dim(table, row, keepdims=False)
-  batch = {key: jnp.take(value, ids, axis=0) for key, value in arrays.items()}
-  batch["mask"] = lax.dynamic_index_in_dim(mask, row, keepdims=False)
-  batch["index"] = ids
-  return batch
-
-
-class DeviceArrays:
-  """A whole split on the accelerator; batches are gathered there, one jitted call per step.
-
-  Args:
-    arrays: ``{"inputs": [shape=(n, ...)], "label": [shape=(n,)], ...}`` (numpy or jax).
-    batch_size: examples per batch on this host.
-    seed, shuffle, drop_remainder, shard_options: as for :class:`Loader` (same batches).
-    sharding: where the stored arrays live (default device, or e.g. replicated on a mesh).
-    batch_sharding: sharding of the yielded batches (e.g. ``NamedSharding(mesh, P("data"))``).
-    memory_budget_bytes: refuse (MerjaxError) when the arrays need more; default
-      :func:`device_memory_budget`.
-  """
-
-  def __init__(self, arrays: Mapping[str, np.ndarray], *, batch_size: int, seed: int = 0,
-               shuffle: bool = True, drop_remainder: bool = False, shard_options=None,
-               sharding=None, batch_sharding=None, memory_budget_bytes: int | None = None):
-    import jax
-
-    ArraySource(arrays)  # validates equal lengths
-    need = nbytes(arrays)
-    budget = device_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
-    if budget is not None and need > budget:
-      raise MerjaxError(f"the split needs {need / 2**30:.2f} GiB on the device but the budget is "
-                        f"{budget / 2**30:.2f} GiB; stream it with merjax.data.pipeline.Loader")
-    self.sampler = Sampler(len(next(iter(arrays.values()))), batch_size, seed=seed,
-                           shuffle=shuffle, drop_remainder=drop_remainder,
-                           shard_options=shard_options or _by_jax_process())
-    self.arrays = {key: jax.device_put(value, sharding) for key, value in arrays.items()}
-    self._take = jax.jit(_take, out_shardings=batch_sharding)
-
-  @staticmethod
-  def fits(arrays: Mapping[str, np.ndarray], *, memory_budget_bytes: int | None = None) -> bool:
-    """Whether ``arrays`` fit the budget (default :func:`device_memory_budget`)."""
-    budget = device_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
-    return budget is None or nbytes(arrays) <= budget
-
-  def __len__(self) -> int:
-    return len(self.sampler)
-
-  def epoch(self, epoch: int = 0) -> Iterator[dict]:
-    """The batches of one epoch as device arrays, with ``mask`` and ``index``."""
-    import jax
-
-    positions, mask = self.sampler.epoch(epoch)
-    table, mask = jax.device_put(positions.astype(np.int32)), jax.device_put(mask)
-    for row in range(len(self)):
-      yield self._take(self.arrays, table, mask, row)
-
-  def __iter__(self) -> Iterator[dict]:
-    return self.epoch(0)

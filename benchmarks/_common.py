@@ -57,18 +57,13 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def emit(benchmark: str, rows: Sequence[dict[str, Any]], *, as_json: bool,
-         extra_columns: Sequence[str] = (), trailing_columns: Sequence[str] = ()) -> None:
-  """Prints the rows as a table (or one JSON object with ``--json``).
-
-  ``extra_columns`` go after ``case``, ``trailing_columns`` after ``ratio``; a row without one
-  shows ``-``.
-  """
+         extra_columns: Sequence[str] = ()) -> None:
+  """Prints the rows as a table (or one JSON object with ``--json``)."""
   if as_json:
     json.dump({"benchmark": benchmark, "machine": machine_info(), "rows": list(rows)}, sys.stdout)
     sys.stdout.write("\n")
     return
-  columns = ["case", *extra_columns, "unit", "ours", "reference", "reference_name", "ratio",
-             *trailing_columns]
+  columns = ["case", *extra_columns, "unit", "ours", "reference", "reference_name", "ratio"]
   def fmt(value):
     if value is None:
       return "-"

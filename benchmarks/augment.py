@@ -10,9 +10,6 @@ resampler, as in the paper; rows also carry ``reference_fft``, the ``res_type="f
 merjax equals), numpy for the time and power shifts, and for ``augment_then_mel`` the four librosa
 transforms plus five melspectrogram + power_to_db calls per clip (merjax: ``augment_log_mel``,
 which returns the same five log-mels, its parameters drawn on the device from the same ranges).
-Stretch and pitch rows also carry ``fft_floor``, the time of the bare FFTs the algorithm needs
-(see :func:`fft_floor`), and ``max_ratio``, the reference over that floor: the ratio an
-implementation that spent nothing outside its FFTs would reach on this machine.
 """
 
 from __future__ import annotations
@@ -68,38 +65,6 @@ def reference_log_mel(y: np.ndarray) -> np.ndarray:
                              amin=1e-10, top_db=80.0)
 
 
-def fft_floor(name: str, batch: int) -> float:
-  """Seconds per clip of the bare FFTs an exact float32 method must run, batched as merjax does.
-
-  Time stretch: the STFT of the clip and the inverse FFT of every output frame. Pitch shift: the
-  same for the longest stretched clip, one real FFT of that length (the resampler's forward DFT)
-  and one inverse FFT of the clip length. Everything else the transforms do is on top, so
-  ``reference / floor`` bounds the ratio any implementation of the same algorithm reaches here.
-  """
-  import jax.numpy as jnp
-  from merjax.audio import augment as impl
-
-  n_fft, hop, n = 2048, 512, int(SECONDS * SAMPLE_RATE)
-  stretched = n
-  if name == "pitch_shift":
-    stretched, _ = impl._pitch_bounds(n, 2.0, 12, n_fft, hop)
-  frames_in, frames_out = 1 + n // hop, impl._stretch_frames(stretched, n_fft, hop)
-  frames = jnp.zeros((batch, frames_in, n_fft), jnp.float32)
-  spectra = jnp.zeros((batch, frames_out, n_fft // 2 + 1), jnp.complex64)
-  whole = jnp.zeros((batch, stretched), jnp.float32)
-  spectrum = jnp.zeros((batch, n // 2 + 1), jnp.complex64)
-
-  @jax.jit
-  def ffts(frames, spectra, whole, spectrum):
-    out = [jnp.fft.rfft(frames, axis=-1), jnp.fft.irfft(spectra, n=n_fft, axis=-1)]
-    if name == "pitch_shift":
-      out += [jnp.fft.rfft(whole, axis=-1), jnp.fft.irfft(spectrum, n=n, axis=-1)]
-    return out
-
-  return time_call(lambda: jax.block_until_ready(ffts(frames, spectra, whole, spectrum)),
-                   repeats=2) / batch
-
-
 def main() -> None:
   cli = parser(__doc__.splitlines()[0])
   cli.add_argument("--batch", type=int, nargs="+", default=list(BATCHES),
@@ -125,9 +90,6 @@ def main() -> None:
       reference = time_call(lambda: [reference_transform(name, waveforms[i], drawn[name][i])
                                      for i in some], repeats=1, warmup=1) / len(some)
       extra = {}
-      if slow:
-        extra["fft_floor"] = fft_floor(name, batch)
-        extra["max_ratio"] = reference / extra["fft_floor"]
       if name == "pitch_shift":
         extra["reference_fft"] = time_call(
             lambda: [reference_transform(name, waveforms[i], drawn[name][i], res_type="fft")
@@ -151,8 +113,7 @@ def main() -> None:
     reference = time_call(reference_all, repeats=1, warmup=0) / len(some)
     rows.append(row("augment_then_mel", unit="s/clip", ours=ours, reference=reference,
                     reference_name=librosa_name, batch=batch))
-  emit("augment", rows, as_json=args.json, extra_columns=("batch",),
-       trailing_columns=("fft_floor", "max_ratio"))
+  emit("augment", rows, as_json=args.json, extra_columns=("batch",))
 
 
 if __name__ == "__main__":

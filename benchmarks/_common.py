@@ -53,24 +53,58 @@ def row(case: str, *, unit: str, ours: float, reference: float | None, reference
 def parser(description: str) -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=description)
   p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+  p.add_argument("--markdown", metavar="PATH",
+                 help="also write the table, with the machine and date, as Markdown to PATH "
+                      "(the committed tables live in benchmarks/results/)")
   return p
 
 
+def _fmt(value: Any) -> str:
+  if value is None:
+    return "-"
+  if isinstance(value, float):
+    return f"{value:.4g}"
+  if isinstance(value, list):
+    return "[" + ", ".join(_fmt(v) for v in value) + "]"
+  return str(value)
+
+
+def write_markdown(path: str, benchmark: str, columns: Sequence[str],
+                   table: Sequence[Sequence[str]]) -> None:
+  """The table as Markdown under a heading that names the machine, versions and date."""
+  info = machine_info()
+  lines = [f"# {benchmark}", "",
+           f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {info['devices']} "
+           f"({info['cpu_count']} CPU cores), "
+           + ", ".join(f"{k} {info[k]}" for k in ("python", "jax", "flax", "librosa", "numpy")
+                       if k in info)
+           + f". Regenerate: `python benchmarks/{benchmark}.py --markdown {path}`.", "",
+           "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(row) + " |" for row in table]
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+
+
 def emit(benchmark: str, rows: Sequence[dict[str, Any]], *, as_json: bool,
-         extra_columns: Sequence[str] = ()) -> None:
-  """Prints the rows as a table (or one JSON object with ``--json``)."""
+         extra_columns: Sequence[str] = (), markdown: str | None = None) -> None:
+  """Prints the rows as a table (or one JSON object with ``--json``).
+
+  Args:
+    benchmark: the script's name.
+    rows: result rows (see :func:`row`).
+    as_json: print one JSON object instead of the table.
+    extra_columns: row keys shown after ``case``.
+    markdown: also write the table as Markdown to this path.
+  """
+  columns = ["case", *extra_columns, "unit", "ours", "reference", "reference_name", "ratio"]
+  table = [[_fmt(r.get(c)) for c in columns] for r in rows]
+  if markdown:
+    write_markdown(markdown, benchmark, columns, table)
   if as_json:
     json.dump({"benchmark": benchmark, "machine": machine_info(), "rows": list(rows)}, sys.stdout)
     sys.stdout.write("\n")
     return
-  columns = ["case", *extra_columns, "unit", "ours", "reference", "reference_name", "ratio"]
-  def fmt(value):
-    if value is None:
-      return "-"
-    if isinstance(value, float):
-      return f"{value:.4g}"
-    return str(value)
-  table = [[fmt(r.get(c)) for c in columns] for r in rows]
   widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c)
             for i, c in enumerate(columns)]
   print(f"# {benchmark} on {machine_info()['devices']} ({os.cpu_count()} CPU cores)")

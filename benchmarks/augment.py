@@ -113,7 +113,7 @@ def main() -> None:
     reference = time_call(reference_all, repeats=1, warmup=0) / len(some)
     rows.append(row("augment_then_mel", unit="s/clip", ours=ours, reference=reference,
                     reference_name=librosa_name, batch=batch))
-  emit("augment", rows, as_json=args.json, extra_columns=("batch",))
+  emit("augment", rows, as_json=args.json, markdown=args.markdown, extra_columns=("batch",))
 
 
 if __name__ == "__main__":

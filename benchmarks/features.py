@@ -92,7 +92,8 @@ def main() -> None:
                     reference_cpu_s=ref_cpu))
   if not args.json:
     print(f"# one 30 s clip at {sr} Hz, {note}")
-  emit("features", rows, as_json=args.json, extra_columns=("n_features", "cpu_s"))
+  emit("features", rows, as_json=args.json, markdown=args.markdown,
+       extra_columns=("n_features", "cpu_s"))
 
 
 if __name__ == "__main__":

@@ -164,7 +164,8 @@ def main() -> None:
     rows = bench_decode(tmp, mp3=mp3, wav=wav, repeats=args.repeats)
     rows += bench_batches(tmp, mp3=mp3, clips=args.store_clips, batch_size=args.batch_size,
                           epochs=args.epochs, repeats=args.repeats)
-  emit("pipeline", rows, as_json=args.json, extra_columns=("mode", "format", "batch"))
+  emit("pipeline", rows, as_json=args.json, markdown=args.markdown,
+       extra_columns=("mode", "format", "batch"))
 
 
 if __name__ == "__main__":

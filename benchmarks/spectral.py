@@ -52,7 +52,7 @@ def main() -> None:
     reference_time = time_call(reference, repeats=2) / batch
     rows.append(row("log_mel", unit="s/clip", ours=ours, reference=reference_time,
                     reference_name=f"librosa {librosa.__version__}", batch=batch))
-  emit("spectral", rows, as_json=args.json, extra_columns=("batch",))
+  emit("spectral", rows, as_json=args.json, markdown=args.markdown, extra_columns=("batch",))
 
 
 if __name__ == "__main__":

@@ -288,7 +288,7 @@ def main(argv=None) -> None:
     except RuntimeError as error:  # keep the rows measured so far
       print(f"train benchmark: {error}", file=sys.stderr)
   emit("train", _rows(results, keras_name=keras_name), as_json=args.json,
-       extra_columns=("impl", "devices", "batch", "range", "vs_plain"))
+       markdown=args.markdown, extra_columns=("impl", "devices", "batch", "range", "vs_plain"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""The benchmarks' shared output: ratios, the printed table, JSON and the Markdown results."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_common():
+  spec = importlib.util.spec_from_file_location("_common", ROOT / "benchmarks/_common.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+common = _load_common()
+
+
+def test_ratio_says_how_many_times_better_ours_is():
+  seconds = common.row("log_mel", unit="s/clip", ours=0.002, reference=0.01, reference_name="x")
+  assert abs(seconds["ratio"] - 5.0) < 1e-12
+  rate = common.row("train", unit="samples/s", ours=30.0, reference=20.0, reference_name="k",
+                    higher_is_better=True)
+  assert abs(rate["ratio"] - 1.5) < 1e-12
+  assert common.row("x", unit="s", ours=1.0, reference=None, reference_name=None)["ratio"] is None
+
+
+def test_table_json_and_markdown(tmp_path, capsys):
+  rows = [common.row("log_mel", unit="s/clip", ours=0.002, reference=0.01, reference_name="lib",
+                     batch=32, range=[1.0, 2.5])]
+  path = tmp_path / "results" / "spectral.md"
+  common.emit("spectral", rows, as_json=False, extra_columns=("batch", "range"),
+              markdown=str(path))
+  printed = capsys.readouterr().out.splitlines()
+  assert printed[1].split() == ["case", "batch", "range", "unit", "ours", "reference",
+                                "reference_name", "ratio"]
+  assert printed[2].split()[:2] == ["log_mel", "32"] and printed[2].split()[-1] == "5"
+  text = path.read_text()
+  assert text.startswith("# spectral\n") and "python benchmarks/spectral.py --markdown" in text
+  assert "| log_mel | 32 | [1, 2.5] | s/clip | 0.002 | 0.01 | lib | 5 |" in text
+  common.emit("spectral", rows, as_json=True)
+  payload = json.loads(capsys.readouterr().out)
+  assert payload["benchmark"] == "spectral" and payload["rows"][0]["ratio"] == rows[0]["ratio"]
+  assert payload["machine"]["cpu_count"] >= 1
+
+
+def test_time_call_returns_the_best_of_its_repeats():
+  calls = []
+  best = common.time_call(lambda: calls.append(1), repeats=3, warmup=2)
+  assert len(calls) == 5 and 0 <= best < 1.0

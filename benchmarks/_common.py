@@ -50,8 +50,19 @@ def row(case: str, *, unit: str, ours: float, reference: float | None, reference
           "reference_name": reference_name, "ratio": ratio}
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def _positive_int(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+  return value
+
+
+def parser(description: str, *, batches: Sequence[int] | None = None) -> argparse.ArgumentParser:
+  """The common options (``--json``, ``--markdown``; ``--batch`` when ``batches`` is given)."""
   p = argparse.ArgumentParser(description=description)
+  if batches is not None:
+    p.add_argument("--batch", type=_positive_int, nargs="+", default=list(batches),
+                   help=f"batch sizes (default: {' '.join(map(str, batches))})")
   p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
   p.add_argument("--markdown", metavar="PATH",
                  help="also write the table, with the machine and date, as Markdown to PATH "

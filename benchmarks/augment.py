@@ -66,12 +66,7 @@ def reference_log_mel(y: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-  cli = parser(__doc__.splitlines()[0])
-  cli.add_argument("--batch", type=int, nargs="+", default=list(BATCHES),
-                   help="batch sizes (default: 1 8 32 64)")
-  args = cli.parse_args()
-  if min(args.batch) < 1:
-    cli.error(f"batch sizes must be positive, got {args.batch}")
+  args = parser(__doc__.splitlines()[0], batches=BATCHES).parse_args()
   from merjax import audio
 
   librosa_name = f"librosa {librosa.__version__}"

@@ -30,12 +30,7 @@ def clips(batch: int, seed: int = 0) -> np.ndarray:
 
 
 def main() -> None:
-  cli = parser(__doc__.splitlines()[0])
-  cli.add_argument("--batch", type=int, nargs="+", default=list(BATCHES),
-                   help="batch sizes (default: 1 8 32 64)")
-  args = cli.parse_args()
-  if min(args.batch) < 1:
-    cli.error(f"batch sizes must be positive, got {args.batch}")
+  args = parser(__doc__.splitlines()[0], batches=BATCHES).parse_args()
   from merjax.audio import log_mel
 
   rows = []

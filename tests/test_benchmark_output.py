@@ -49,3 +49,15 @@ def test_time_call_returns_the_best_of_its_repeats():
   calls = []
   best = common.time_call(lambda: calls.append(1), repeats=3, warmup=2)
   assert len(calls) == 5 and 0 <= best < 1.0
+
+
+def test_batch_option_takes_positive_sizes_only(capsys):
+  import pytest
+
+  cli = common.parser("x", batches=(1, 8))
+  assert cli.parse_args([]).batch == [1, 8]
+  assert cli.parse_args(["--batch", "32", "64"]).batch == [32, 64]
+  with pytest.raises(SystemExit):
+    cli.parse_args(["--batch", "0"])
+  assert "must be a positive integer, got 0" in capsys.readouterr().err
+  assert not hasattr(common.parser("y").parse_args([]), "batch")

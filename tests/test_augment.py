@@ -74,6 +74,21 @@ def test_pitch_shift_equals_librosa_fft_resampler(clip):
     assert relative_error(row, expected) < 1e-4, n_steps
 
 
+def test_pitch_shift_beyond_an_octave_down_resamples_to_any_reachable_length(clip):
+  # Rates above 2 (more than 12 semitones down) make ceil(round(n / rate) * rate) land on
+  # lengths other than n and n + 1 (here n - 1 and n + 2): every reachable length is covered.
+  steps = np.array([-13.9, -13.4, 11.5])
+  short = clip[:SR]
+  plan = augment.stretch_plan(2.0 ** (-steps / 12), n_samples=SR, out_frames=100)
+  assert plan.resampled.tolist()[:2] == [SR - 1, SR + 2]
+  assert {SR - 1, SR + 2} <= set(augment._resampled_sizes(SR, 2.0 ** (14 / 12)))
+  got = np.asarray(audio.pitch_shift(np.tile(short, (len(steps), 1)), steps, max_semitones=14))
+  for n_steps, row in zip(steps, got):
+    expected = librosa.effects.pitch_shift(short.astype(np.float64), sr=SR, n_steps=n_steps,
+                                           res_type="fft")
+    assert relative_error(row, expected) < 1e-4, n_steps
+
+
 def test_pitch_shift_close_to_librosa_default_resampler(clip):
   got = np.asarray(audio.pitch_shift(clip[None], 1.5))[0]
   expected = librosa.effects.pitch_shift(clip, sr=SR, n_steps=1.5)  # soxr_hq, as in the paper

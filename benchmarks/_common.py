@@ -10,6 +10,11 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from merjax import runtime
+
+# Before any JAX computation creates the backend (XLA reads XLA_FLAGS once).
+runtime.apply_xla_cpu_defaults()
+
 
 def machine_info() -> dict[str, Any]:
   import jax
@@ -19,6 +24,7 @@ def machine_info() -> dict[str, Any]:
       "cpu_count": os.cpu_count(),
       "python": platform.python_version(),
       "jax": jax.__version__,
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }
   for name in ("flax", "librosa", "numpy"):
     try:
@@ -89,6 +95,7 @@ def write_markdown(path: str, benchmark: str, columns: Sequence[str],
            f"({info['cpu_count']} CPU cores), "
            + ", ".join(f"{k} {info[k]}" for k in ("python", "jax", "flax", "librosa", "numpy")
                        if k in info)
+           + (f", XLA_FLAGS `{info['xla_flags']}`" if info["xla_flags"] else "")
            + f". Regenerate: `python benchmarks/{benchmark}.py --markdown {path}`.", "",
            "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   lines += ["| " + " | ".join(row) + " |" for row in table]

@@ -36,5 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     return 130
 
 
+def entry() -> int:
+  """The ``merjax`` console script: XLA defaults for this host (:mod:`merjax.runtime`), then
+  :func:`main`. Tests call :func:`main` directly, in a process whose backend already runs."""
+  from merjax import runtime
+  runtime.apply_xla_cpu_defaults()
+  return main()
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(entry())

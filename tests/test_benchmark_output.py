@@ -2,15 +2,24 @@
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_common():
+  # Importing it applies merjax's XLA defaults to os.environ; keep this session's as they were.
+  saved = os.environ.get("XLA_FLAGS")
   spec = importlib.util.spec_from_file_location("_common", ROOT / "benchmarks/_common.py")
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    if saved is None:
+      os.environ.pop("XLA_FLAGS", None)
+    else:
+      os.environ["XLA_FLAGS"] = saved
   return module
 
 

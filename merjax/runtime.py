@@ -1,0 +1,69 @@
+"""Process-level XLA settings that merjax's entry points apply before JAX starts its backend.
+
+XLA reads ``XLA_FLAGS`` once, when the first computation creates the backend, so these
+defaults only take effect when applied before that (the ``merjax`` command and the benchmark
+scripts do so first thing; library users may call :func:`apply_xla_cpu_defaults` at the top of
+their script). A flag the user already set in ``XLA_FLAGS`` is kept as given, and
+``MERJAX_XLA_DEFAULTS=0`` turns the defaults off.
+
+The one default today: on CPUs with AVX-512, ``--xla_cpu_prefer_vector_width=512``. LLVM
+otherwise emits 256-bit vectors; measured on a 2-core AMD EPYC (AVX-512), CNN training
+(benchmarks/train.py, batch 32) ran about 7 % faster with it (20.9-21.3 vs 22.5-22.9
+samples/s over three interleaved runs).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+OPT_OUT = "MERJAX_XLA_DEFAULTS"
+
+
+def cpu_has_avx512(*, cpuinfo: str = "/proc/cpuinfo") -> bool:
+  """Whether this host's CPU reports the ``avx512f`` flag (Linux; False where unknown)."""
+  try:
+    with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+      for line in f:
+        if line.startswith("flags"):
+          return "avx512f" in line.split()
+  except OSError:
+    pass
+  return False
+
+
+def xla_cpu_defaults(*, avx512: bool | None = None) -> tuple[str, ...]:
+  """The XLA:CPU flags merjax recommends on this host.
+
+  Args:
+    avx512: whether the CPU has AVX-512 (default: read from the host).
+
+  Returns:
+    Flags such as ``("--xla_cpu_prefer_vector_width=512",)``; empty where none apply.
+  """
+  if avx512 is None:
+    avx512 = cpu_has_avx512()
+  return ("--xla_cpu_prefer_vector_width=512",) if avx512 else ()
+
+
+def apply_xla_cpu_defaults(environ: MutableMapping[str, str] | None = None, *,
+                           avx512: bool | None = None) -> tuple[str, ...]:
+  """Appends :func:`xla_cpu_defaults` to ``XLA_FLAGS`` where the user has not set them.
+
+  Args:
+    environ: the environment to update (default ``os.environ``; child processes inherit it).
+    avx512: see :func:`xla_cpu_defaults`.
+
+  Returns:
+    The flags added (none when ``MERJAX_XLA_DEFAULTS=0`` or all were already set).
+  """
+  environ = os.environ if environ is None else environ
+  if environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
+    return ()
+  current = environ.get("XLA_FLAGS", "")
+  given = {flag.split("=", 1)[0] for flag in current.split()}
+  added = tuple(flag for flag in xla_cpu_defaults(avx512=avx512)
+                if flag.split("=", 1)[0] not in given)
+  if added:
+    environ["XLA_FLAGS"] = " ".join([current.strip(), *added]).strip()
+  return added

@@ -1,15 +1,15 @@
 """The four augmentations and augment-then-mel (merjax, batched, jitted) against librosa per clip.
 
-Run: python benchmarks/augment.py [--json] [--batch 1 8 32 64]. Rows: cases ``time_shift``, ``power_shift``,
-``time_stretch``, ``pitch_shift`` and ``augment_then_mel`` for 30 s clips at 16 kHz, batch sizes 1,
-8, 32 and 64, in seconds per clip. Parameters are drawn from the paper's ranges (one per clip) and
-are the same for both sides. The reference loops over the batch, or over 4 of its clips for the
-slow librosa cases (their cost per clip does not depend on the batch): librosa 0.11 for the
-stretch and pitch shift (its default soxr
-resampler, as in the paper; rows also carry ``reference_fft``, the ``res_type="fft"`` variant that
-merjax equals), numpy for the time and power shifts, and for ``augment_then_mel`` the four librosa
-transforms plus five melspectrogram + power_to_db calls per clip (merjax: ``augment_log_mel``,
-which returns the same five log-mels, its parameters drawn on the device from the same ranges).
+Run: python benchmarks/augment.py [--json] [--markdown PATH] [--batch 1 8 32 64]. Rows: cases
+``time_shift``, ``power_shift``, ``time_stretch``, ``pitch_shift`` and ``augment_then_mel`` for
+30 s clips at 16 kHz and each batch size, in seconds per clip. Parameters are drawn from the
+paper's ranges (one per clip) and are the same for both sides. The reference loops over the
+batch, or over 4 of its clips for the slow librosa cases (their cost per clip does not depend on
+the batch): librosa 0.11 for the stretch and pitch shift (its default soxr resampler, as in the
+paper; rows also carry ``reference_fft``, the ``res_type="fft"`` variant that merjax equals),
+numpy for the time and power shifts, and for ``augment_then_mel`` the four librosa transforms plus
+five melspectrogram + power_to_db calls per clip (merjax: ``augment_log_mel``, which returns the
+same five log-mels, its parameters drawn on the device from the same ranges).
 """
 
 from __future__ import annotations

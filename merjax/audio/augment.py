@@ -18,9 +18,10 @@ stretched length. The integers librosa derives from a rate in float64 (frame pos
 parameters are concrete (bit-identical to librosa's formulas), and with exact integer arithmetic on
 the float32 rate when they are traced. The accumulated phase is kept in 32-bit fixed point, where
 wrap-around addition is exact arithmetic modulo 2 pi, so long clips do not lose phase precision.
-``scipy.signal.resample`` needs a DFT whose length ``round(len / rate)`` differs per clip, and an
-inverse DFT of ``ceil(length * rate)`` points; both are non-uniform FFTs: one static, twice
-oversampled FFT plus an 8-tap kernel interpolation, accurate to float32 rounding.
+``scipy.signal.resample`` needs a DFT whose length ``round(len / rate)`` differs per clip: a
+non-uniform FFT (one static, twice oversampled FFT plus an 8-tap kernel interpolation, accurate to
+float32 rounding). Its inverse has ``ceil(length * rate)`` points, one of a few lengths next to
+the clip's, each a direct inverse FFT.
 
 Equality: relative L2 error below 1e-4 against librosa run in float64 (tests). librosa run on
 float32 input accumulates the phase in float32 and drifts from its own float64 result (about 1 %

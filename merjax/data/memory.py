@@ -92,6 +92,10 @@ def device_memory_budget(*, fraction: float = 0.8, device=None) -> int | None:
     return None
 
 
+def _budget(memory_budget_bytes: int | None) -> int | None:
+  return device_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+
+
 def _split_size(arrays: Mapping[str, np.ndarray]) -> int:
   sizes = {key: len(value) for key, value in arrays.items()}
   if len(set(sizes.values())) != 1:
@@ -123,8 +127,8 @@ class DeviceBatches:
                seed: int = 0, sharding=None, mesh: Mesh | None = None,
                memory_budget_bytes: int | None = None):
     self.size = _split_size(arrays)
-    if not self.fits(arrays, memory_budget_bytes=memory_budget_bytes):
-      budget = device_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+    budget = _budget(memory_budget_bytes)
+    if budget is not None and nbytes(arrays) > budget:
       raise MerjaxError(f"the split needs {nbytes(arrays) / 2**30:.2f} GiB per device but the "
                         f"budget is {budget / 2**30:.2f} GiB; stream it with "
                         "merjax.data.pipeline.Loader")
@@ -141,7 +145,7 @@ class DeviceBatches:
   @staticmethod
   def fits(arrays: Mapping[str, np.ndarray], *, memory_budget_bytes: int | None = None) -> bool:
     """Whether ``arrays`` fit the budget (default :func:`device_memory_budget`)."""
-    budget = device_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+    budget = _budget(memory_budget_bytes)
     return budget is None or nbytes(arrays) <= budget
 
   def __len__(self) -> int:

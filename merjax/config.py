@@ -91,6 +91,33 @@ class AugmentConfig(_Replaceable):
       raise ValueError(f"need 0 < min_rate <= max_rate, got {self.min_rate}, {self.max_rate}")
 
 
+CNN_IMPLS: tuple[str, ...] = ("auto", "fast", "plain")
+DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+# The CNN implementation "auto" picks per backend: the fastest measured there. The fused
+# blocks win on XLA:CPU (7-8x, benchmarks/train.py); off CPU they are unmeasured and compile to
+# about twice plain's FLOPs, so accelerators take XLA's own convolutions until a GPU/TPU
+# measurement (benchmarks/accelerator.py) says otherwise.
+_FASTEST_CNN_IMPL: dict[str, str] = {"cpu": "fast"}
+
+
+def resolve_cnn_impl(impl: str, *, backend: str | None = None) -> str:
+  """The CNN implementation that ``impl`` means on ``backend`` (default: JAX's default).
+
+  Args:
+    impl: ``"auto"``, ``"fast"`` or ``"plain"``.
+    backend: ``"cpu"``, ``"gpu"``, ``"tpu"``, ...
+
+  Returns:
+    ``"fast"`` or ``"plain"``.
+  """
+  if impl != "auto":
+    return impl
+  if backend is None:
+    import jax
+    backend = jax.default_backend()
+  return _FASTEST_CNN_IMPL.get(backend, "plain")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Replaceable):
   """Layer sizes of the three networks (DESIGN.md §1)."""
@@ -110,17 +137,20 @@ class ModelConfig(_Replaceable):
   # Fusion classifier: three Dense layers, the last with n_classes outputs (our choice of widths).
   fusion_hidden: tuple[int, ...] = (200, 100)
   fusion_dropout: float = 0.3
-  # "fast" uses the custom-VJP pooling of merjax.models.layers; "plain" uses flax's max_pool.
-  cnn_impl: Literal["fast", "plain"] = "fast"
+  # Execution settings (a model trained with one value loads and predicts with another).
+  # CNN blocks: "fast" fuses each block into one op with an analytic backward pass
+  # (merjax.models.fused, measured faster on CPU only); "plain" composes Flax's layers;
+  # "auto" picks per backend at trace time (resolve_cnn_impl).
+  cnn_impl: Literal["auto", "fast", "plain"] = "auto"
   # Compute dtype; params and BatchNorm statistics stay float32.
   dtype: Literal["float32", "bfloat16"] = "float32"
 
   def __post_init__(self):
     if len(self.conv_pools) < 1:
       raise ValueError("conv_pools needs at least one block")
-    if self.cnn_impl not in ("fast", "plain"):
-      raise ValueError(f"cnn_impl must be 'fast' or 'plain', got {self.cnn_impl!r}")
-    if self.dtype not in ("float32", "bfloat16"):
+    if self.cnn_impl not in CNN_IMPLS:
+      raise ValueError(f"cnn_impl must be one of {CNN_IMPLS}, got {self.cnn_impl!r}")
+    if self.dtype not in DTYPES:
       raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
 
 
@@ -161,8 +191,14 @@ class TuneConfig(_Replaceable):
   batch_sizes: tuple[int, ...] = BATCH_SIZES
   max_concurrent: int = 1
   seed: int = 0
+  # Stages whose batch size is fixed (``--batch-size``) instead of searched: (stage, size).
+  fixed_batch_sizes: tuple[tuple[str, int], ...] = ()
 
   def __post_init__(self):
+    for stage, size in self.fixed_batch_sizes:
+      if stage not in STAGES or size <= 0:
+        raise ValueError(f"fixed batch size {stage}={size}: need a stage of {STAGES} and a "
+                         "positive size")
     if self.trials <= 0:
       raise ValueError(f"trials must be positive, got {self.trials}")
     if self.searcher not in ("gp", "tpe", "random"):

@@ -228,7 +228,8 @@ def check_batch_size(batch_size: int, mesh: Mesh, *, what: str = "batch size") -
   if batch_size % n:
     raise MerjaxError(
         f"{what} {batch_size} does not divide across the {n} devices of the data mesh; use a "
-        f"multiple of {n} (e.g. {round_up(batch_size, n)}) or fewer devices (--devices)")
+        f"multiple of {n} (e.g. --batch-size {round_up(batch_size, n)}) or fewer devices "
+        "(--devices)")
   if batch_size % jax.process_count():
     raise MerjaxError(f"{what} {batch_size} does not divide across "
                       f"{jax.process_count()} processes")

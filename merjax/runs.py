@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from merjax.config import QUADRANTS, Config
+from merjax.config import QUADRANTS, STAGES, Config
 from merjax.errors import MerjaxError
 
 MODELS = ("cnn", "dnn", "hybrid")
@@ -46,6 +46,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   Returns:
     Test metrics of the CNN, the DNN and the hybrid.
   """
+  from merjax import parallel
   from merjax.evaluate import metrics_table, write_report
   from merjax.model_dir import save_model
   from merjax.train.stages import train_hybrid
@@ -54,6 +55,13 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   out = Path(out)
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise MerjaxError(f"--out {out} exists and is not an empty directory")
+  mesh = parallel.resolve_mesh(mesh)
+  if mesh is not None:  # refuse before any data is read, not at the stage that fails
+    for stage in STAGES:
+      parallel.check_batch_size(config.stage(stage).batch_size, mesh,
+                                what=f"the {stage} stage's batch size")
+  if not parallel.is_primary():
+    log = _silent  # one process reports; every process trains
   inputs = prepare_inputs(dataset, config=config, data_dir=data_dir,
                           clips_per_quadrant=clips_per_quadrant, workers=workers, log=log)
   data = inputs.stage_data
@@ -66,10 +74,15 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   save_model(model, out, training={"dataset": dataset, "stages": training})
   results = split_metrics(model, mels=data.mels["test"], features=data.features["test"],
                          labels=data.labels["test"])
-  write_report(results, out / "test", title=f"{dataset}, test split")
+  if parallel.is_primary():
+    write_report(results, out / "test", title=f"{dataset}, test split")
   log(metrics_table(results, title=f"{dataset} test"))
   log(f"model written to {out}")
   return results
+
+
+def _silent(message: str) -> None:
+  del message
 
 
 def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,

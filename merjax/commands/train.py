@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import add_dataset_arguments, add_training_arguments
+from merjax.commands._options import (add_dataset_arguments, add_execution_arguments,
+                                      add_training_arguments)
 
 
 def register(subparsers) -> None:
@@ -14,6 +15,7 @@ def register(subparsers) -> None:
       "report.")
   add_dataset_arguments(parser)
   add_training_arguments(parser)
+  add_execution_arguments(parser)
   parser.add_argument("--out", required=True, help="model directory to create")
   parser.add_argument("--workdir", default=None,
                       help="keep per-epoch checkpoints here; rerunning the same command resumes "

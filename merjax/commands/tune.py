@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import add_dataset_arguments
+from merjax.commands._options import add_dataset_arguments, add_execution_arguments
 
 
 def register(subparsers) -> None:
@@ -54,16 +54,19 @@ def register(subparsers) -> None:
                       help="seed of the data, the models and the searcher (default: 0)")
   parser.add_argument("--workers", type=int, default=None,
                       help="feature-extraction processes (default: cores, at most 4)")
+  add_execution_arguments(parser)
   parser.set_defaults(func=run, hparams=None)
 
 
 def tune_config_from_args(args):
   """The paper config for the dataset with the command line's search settings."""
-  from merjax.commands._options import config_from_args
+  from merjax.commands._options import config_from_args, parse_batch_sizes
   from merjax.errors import MerjaxError
 
   config = config_from_args(args)
   changes = {"seed": args.seed}
+  if args.batch_size:  # a fixed batch size is not searched
+    changes["fixed_batch_sizes"] = tuple(parse_batch_sizes(args.batch_size).items())
   if args.trials is not None:
     changes["trials"] = args.trials
   if args.searcher is not None:
@@ -78,10 +81,18 @@ def tune_config_from_args(args):
 
 
 def run(args) -> int:
+  import jax
+
+  from merjax import parallel
   from merjax.config import STAGES
   from merjax.tune.run import tune_dataset
 
   config = tune_config_from_args(args)
+  # On a pod slice the command runs on every host (SLURM, Open MPI, TPU VMs are detected):
+  # process 0 drives the Ray search, whose trials Ray places; the other hosts have no part.
+  if parallel.initialize_distributed() and not parallel.is_primary():
+    print(f"process {jax.process_index()}: the search runs on process 0")
+    return 0
   stages = STAGES if args.stage == "all" else (args.stage,)
   tune_dataset(args.dataset, config=config, out=args.out, data_dir=args.data_dir,
                stages=stages, clips_per_quadrant=args.clips_per_quadrant,

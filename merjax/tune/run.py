@@ -30,6 +30,7 @@ import numpy as np
 
 from merjax.config import STAGES, Config
 from merjax.errors import MerjaxError
+from merjax.runtime import set_gpu_memory_defaults
 from merjax.tune.search import StageSearch
 from merjax.tune.space import apply_point
 
@@ -201,8 +202,9 @@ def tune_dataset(dataset: str, *, config: Config, out: str | os.PathLike,
                       "online augmentation draws its variants inside one training process")
   _check_out(out, stages, resume)
   if gpus_per_trial > 0:
-    # The trials own the GPUs; the driver only computes inputs and embeddings.
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # The trials own the GPUs. The driver computes inputs and embeddings there too, but
+    # takes memory only while it needs it: no pool held, freed buffers go back to the GPU.
+    set_gpu_memory_defaults(preallocate="false", allocator="platform")
   with ray_session(address=address, num_cpus=num_cpus):
     inputs = prepare_inputs(dataset, config=config, data_dir=data_dir,
                             clips_per_quadrant=clips_per_quadrant, workers=workers, log=log)

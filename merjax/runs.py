@@ -65,6 +65,10 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   inputs = prepare_inputs(dataset, config=config, data_dir=data_dir,
                           clips_per_quadrant=clips_per_quadrant, workers=workers, log=log)
   data = inputs.stage_data
+  parallel.check_same_on_all_processes(
+      {"mel_mean": inputs.mel_mean, "mel_std": inputs.mel_std,
+       "features": None if inputs.preprocessor is None else inputs.preprocessor.to_dict()},
+      what="the mel statistics and the feature preprocessing")
   model, fits = train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
                              mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
                              mesh=mesh, workdir=workdir, log=log)

@@ -78,10 +78,14 @@ def tune_config_from_args(args):
 
 
 def run(args) -> int:
+  from merjax._fs import check_writable
+  from merjax.commands._options import check_dataset
   from merjax.config import STAGES
   from merjax.tune.run import tune_dataset
 
   config = tune_config_from_args(args)
+  check_dataset(args)  # before Ray starts
+  check_writable(args.out, what="--out")
   stages = STAGES if args.stage == "all" else (args.stage,)
   tune_dataset(args.dataset, config=config, out=args.out, data_dir=args.data_dir,
                stages=stages, clips_per_quadrant=args.clips_per_quadrant,

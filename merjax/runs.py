@@ -47,14 +47,17 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
     Test metrics of the CNN, the DNN and the hybrid.
   """
   from merjax import parallel
+  from merjax._fs import atomic_directory, check_writable
   from merjax.evaluate import metrics_table, write_report
   from merjax.model_dir import save_model
   from merjax.train.stages import train_hybrid
   from merjax.workflow import prepare_inputs
 
-  out = Path(out)
+  out = check_writable(out, what="--out")
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise MerjaxError(f"--out {out} exists and is not an empty directory")
+  if workdir is not None:
+    check_writable(workdir, what="--workdir")
   mesh = parallel.resolve_mesh(mesh)
   if mesh is not None:  # refuse before any data is read, not at the stage that fails
     for stage in STAGES:
@@ -75,11 +78,14 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   training = {stage: {"history": fit.history, "best_epoch": fit.best_epoch + 1,
                       "best_val_accuracy": fit.best_val_accuracy, "stop_reason": fit.stop_reason}
               for stage, fit in fits.items()}
-  save_model(model, out, training={"dataset": dataset, "stages": training})
   results = split_metrics(model, mels=data.mels["test"], features=data.features["test"],
                          labels=data.labels["test"])
-  if parallel.is_primary():
-    write_report(results, out / "test", title=f"{dataset}, test split")
+  # Written under a temporary name and renamed when complete: a kill during the save leaves
+  # no half-written --out, and the same command run again just works.
+  with atomic_directory(out) as partial:
+    save_model(model, partial, training={"dataset": dataset, "stages": training})
+    if parallel.is_primary():
+      write_report(results, partial / "test", title=f"{dataset}, test split")
   log(metrics_table(results, title=f"{dataset} test"))
   log(f"model written to {out}")
   return results

@@ -6,6 +6,9 @@ import argparse
 
 from merjax.config import CNN_IMPLS, DTYPES
 
+# Shortest clip the CNN takes: its four pooling blocks need input left (as `merjax demo`).
+MIN_CLIP_SECONDS = 3.0
+
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, *, synthetic: bool = True) -> None:
   parser.add_argument("--dataset", required=True,
@@ -88,6 +91,47 @@ def parse_batch_sizes(text: str) -> dict[str, int]:
       raise MerjaxError(f"--batch-size names stage {stage!r} twice in {text!r}")
     sizes[stage] = size(value.strip(), f"{stage}")
   return sizes
+def validate_arguments(args: argparse.Namespace) -> None:
+  """Checks the numeric arguments the commands share, before any work.
+
+  :func:`merjax.cli.main` calls it for every command, so ``--workers 0`` or ``--devices -1``
+  is refused the same way everywhere: one line, exit status 2.
+
+  Raises:
+    MerjaxError: naming the argument and the value given.
+  """
+  from merjax.errors import MerjaxError
+
+  at_least_one = ("workers", "devices", "trials", "max_concurrent", "max_epochs", "num_cpus",
+                  "sample_rate")
+  for name in at_least_one:
+    value = getattr(args, name, None)
+    if value is not None and value < 1:
+      raise MerjaxError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+  for name in ("seconds", "clip_seconds"):
+    value = getattr(args, name, None)
+    if value is not None and not value > 0:
+      raise MerjaxError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def check_dataset(args: argparse.Namespace) -> None:
+  """Refuses an unknown or unprepared ``--dataset`` before any work (e.g. before Ray starts)."""
+  if args.dataset != "synthetic":
+    from merjax.data.store import open_prepared
+    open_prepared(args.dataset, args.data_dir)
+
+
+def check_devices(devices: int | None) -> None:
+  """Refuses a ``--devices`` count this process cannot see, before any work."""
+  if devices is None:
+    return
+  import jax
+
+  from merjax.errors import MerjaxError
+  available = jax.device_count()
+  if devices > available:
+    raise MerjaxError(f"--devices {devices}: only {available} {jax.devices()[0].platform} "
+                      f"device(s) available")
 
 
 def config_from_args(args):
@@ -105,12 +149,16 @@ def config_from_args(args):
     raise MerjaxError(str(error)) from None
   if args.max_epochs is not None and args.max_epochs <= 0:
     raise MerjaxError(f"--max-epochs must be positive, got {args.max_epochs}")
+  if args.dataset == "synthetic" and args.clips_per_quadrant < 4:
+    raise MerjaxError(f"--clips-per-quadrant must be at least 4 (one clip per split and some "
+                      f"to train on), got {args.clips_per_quadrant}")
   seconds = getattr(args, "seconds", None)
   if seconds is None and args.dataset == "synthetic":
     seconds = 5.0
   if seconds is not None:
-    if not seconds > 0:
-      raise MerjaxError(f"--seconds must be positive, got {seconds}")
+    if not seconds >= MIN_CLIP_SECONDS:
+      raise MerjaxError(f"--seconds must be at least {MIN_CLIP_SECONDS:g} so the CNN's four "
+                        f"pooling blocks have input left, got {seconds:g}")
     config = config.replace(audio=config.audio.replace(clip_seconds=seconds))
   stages = {}
   for name in ("cnn", "dnn", "fusion"):

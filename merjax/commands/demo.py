@@ -25,10 +25,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+  from merjax._fs import check_writable
   from merjax.demo import run_demo
-  if args.max_epochs is not None and args.max_epochs <= 0:
-    from merjax.errors import MerjaxError
-    raise MerjaxError(f"--max-epochs must be positive, got {args.max_epochs}")
+  check_writable(args.out, what="--out")
   run_demo(out_dir=args.out, clips_per_quadrant=args.clips_per_quadrant, seconds=args.seconds,
            seed=args.seed, max_epochs=args.max_epochs)
   return 0

@@ -26,11 +26,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-  from merjax.commands._options import config_from_args
+  from merjax._fs import check_writable
+  from merjax.commands._options import check_dataset, check_devices, config_from_args
   from merjax.parallel import initialize_from_args
   from merjax.runs import train_model
+  config = config_from_args(args)
+  check_dataset(args)
+  check_writable(args.out, what="--out")
+  if args.workdir is not None:
+    check_writable(args.workdir, what="--workdir")
   initialize_from_args(args)
-  train_model(args.dataset, out=args.out, config=config_from_args(args), data_dir=args.data_dir,
+  check_devices(args.devices)
+  train_model(args.dataset, out=args.out, config=config, data_dir=args.data_dir,
               clips_per_quadrant=args.clips_per_quadrant, workers=args.workers,
-              mesh=args.devices or "auto", workdir=args.workdir)
+              mesh="auto" if args.devices is None else args.devices, workdir=args.workdir)
   return 0

@@ -84,10 +84,14 @@ def run(args) -> int:
   import jax
 
   from merjax import parallel
+  from merjax._fs import check_writable
+  from merjax.commands._options import check_dataset
   from merjax.config import STAGES
   from merjax.tune.run import tune_dataset
 
   config = tune_config_from_args(args)
+  check_dataset(args)  # before Ray starts
+  check_writable(args.out, what="--out")
   # On a pod slice the command runs on every host (SLURM, Open MPI, TPU VMs are detected):
   # process 0 drives the Ray search, whose trials Ray places; the other hosts have no part.
   if parallel.initialize_distributed() and not parallel.is_primary():

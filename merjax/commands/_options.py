@@ -34,6 +34,24 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                       help="feature-extraction processes (default: cores, at most 4)")
 
 
+def _gib(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    value = float("nan")
+  if not 0 <= value < float("inf"):
+    raise argparse.ArgumentTypeError(f"must be a non-negative number of GiB, got {text!r}")
+  return value
+
+
+def add_device_memory_argument(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--device-memory-gb", type=_gib, default=None,
+                      help="GiB per device that a training split may take when kept on the "
+                      "devices (sharded over them); larger splits stream from the host "
+                      "(default: 80%% of the device's free memory; on CPU 80%% of the available "
+                      "RAM shared by the devices)")
+
+
 def config_from_args(args):
   """The paper config for the dataset, with the command line's overrides."""
   from merjax.config import PAPER_DATASETS, paper_config

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import add_dataset_arguments, add_training_arguments
+from merjax.commands._options import (add_dataset_arguments, add_device_memory_argument,
+                                      add_training_arguments)
 
 
 def register(subparsers) -> None:
@@ -14,6 +15,7 @@ def register(subparsers) -> None:
       "report.")
   add_dataset_arguments(parser)
   add_training_arguments(parser)
+  add_device_memory_argument(parser)
   parser.add_argument("--out", required=True, help="model directory to create")
   parser.add_argument("--workdir", default=None,
                       help="keep per-epoch checkpoints here; rerunning the same command resumes "
@@ -30,5 +32,6 @@ def run(args) -> int:
   initialize_from_args(args)
   train_model(args.dataset, out=args.out, config=config_from_args(args), data_dir=args.data_dir,
               clips_per_quadrant=args.clips_per_quadrant, workers=args.workers,
-              mesh=args.devices or "auto", workdir=args.workdir)
+              mesh=args.devices or "auto", workdir=args.workdir,
+              device_memory_gb=args.device_memory_gb)
   return 0

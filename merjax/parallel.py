@@ -308,7 +308,8 @@ def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh | None, *,
   """Assembles host batches on the devices ``size`` batches ahead of the consumer.
 
   Transfers are asynchronous: while the step runs on batch ``i``, batches ``i+1 .. i+size``
-  are already being copied to their devices.
+  are already being copied to their devices. Batches that already are global arrays on the
+  mesh (device-resident, or prefetched upstream) pass straight through, without buffering.
 
   Args:
     batches: this process's rows of every global batch (see :func:`shard_batch`).
@@ -321,7 +322,13 @@ def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh | None, *,
   if size < 1:
     raise MerjaxError(f"prefetch size must be at least 1, got {size}")
   queue: collections.deque = collections.deque()
+  sharding = None if mesh is None else data_sharding(mesh)
   for batch in batches:
+    if sharding is not None and all(_is_global(v, sharding) for v in batch.values()):
+      while queue:
+        yield queue.popleft()
+      yield batch
+      continue
     queue.append(shard_batch(batch, mesh) if mesh is not None else jax.device_put(dict(batch)))
     if len(queue) > size:
       yield queue.popleft()

@@ -57,6 +57,26 @@ def run(mode: str, *args: str, timeout: float = 300) -> str:
   return output
 
 
+def run_processes(mode: str, out_dir, *, processes: int = 2, devices: int = 2,
+                  timeout: float = 240) -> list[str]:
+  """Runs ``mode`` in ``processes`` processes joined on 127.0.0.1; returns their .npz paths."""
+  coordinator = f"127.0.0.1:{free_port()}"
+  outs = [os.path.join(out_dir, f"p{i}.npz") for i in range(processes)]
+  procs = [start(mode, "--devices", str(devices), "--coordinator", coordinator,
+                 "--num-processes", str(processes), "--process-id", str(i), "--out", outs[i])
+           for i in range(processes)]
+  try:
+    for i, proc in enumerate(procs):
+      code, output = finish(proc, timeout=timeout)
+      assert code == 0, f"process {i} exited with {code}:\n{output[-3000:]}"
+  finally:
+    for proc in procs:  # a failed peer leaves the others waiting on the coordinator
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  return outs
+
+
 # --- worker side ---------------------------------------------------------------------------
 
 
@@ -152,13 +172,19 @@ def parallel_batches(split, *, mesh):
   return DeviceBatches(split, batch_size=size, shuffle=False, mesh=mesh).epoch()
 
 
-def multihost(args) -> dict:
-  """DNN training on a global mesh: device-resident and host-fed batches."""
+def _join(args) -> None:
+  """Joins the multi-process run given by --coordinator (nothing for one process)."""
   from merjax import parallel
   if args.coordinator:
     assert parallel.initialize_distributed(coordinator=args.coordinator,
                                            num_processes=args.num_processes,
                                            process_id=args.process_id, timeout_s=60)
+
+
+def multihost(args) -> dict:
+  """DNN training on a global mesh: device-resident and host-fed batches."""
+  from merjax import parallel
+  _join(args)
   import jax
 
   from merjax.config import ModelConfig, TrainConfig
@@ -305,10 +331,7 @@ class CountingSource:
 def pipeline_multihost(args) -> dict:
   """Each process reads only its rows; the global batches equal a one-process run's."""
   from merjax import parallel
-  if args.coordinator:
-    assert parallel.initialize_distributed(coordinator=args.coordinator,
-                                           num_processes=args.num_processes,
-                                           process_id=args.process_id, timeout_s=60)
+  _join(args)
   import jax
   import numpy as np
   from jax.experimental import multihost_utils

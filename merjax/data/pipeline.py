@@ -1,21 +1,24 @@
 """Input pipelines: grain over any random-access source, or a split kept on the accelerator.
 
-Both modes shuffle with :func:`epoch_order` and pad alike, so for the same seed they yield the
+All modes shuffle with :func:`epoch_order` and pad alike, so for the same seed they yield the
 same examples in the same order:
 
 * :class:`Loader` reads batches with grain (``MapDataset`` -> ``to_iter_dataset`` -> optional
   ``mp_prefetch`` worker processes), from a :class:`merjax.data.store.PreparedDataset` or a dict
   of arrays (precomputed log-mels, features ...), with a transform hook run in the workers.
-* :class:`merjax.data.memory.DeviceBatches` puts a whole split on the device once (when it fits
-  a memory budget) and slices every batch there with one jitted gather: no host work per step
-  beyond the dispatch. On one host it yields the same batches as the :class:`Loader`.
+  Its :class:`Sampler` gives each host a contiguous share of the epoch
+  (``grain.sharding.ShardByJaxProcess``); a :class:`GlobalBatchSampler` instead gives each
+  process its rows of every *global* batch, which is what training on a multi-host mesh feeds
+  (:class:`merjax.data.memory.StreamedBatches`).
+* :mod:`merjax.data.memory` keeps a split on the devices, sharded over them, when it fits a
+  memory budget, and streams it through a :class:`Loader` otherwise
+  (:func:`merjax.data.memory.split_batches`); both yield the same global batches.
 
 Every batch is a dict of arrays with the source's fields plus ``mask`` (float32, 1 for real
 examples) and ``index`` (the example's index in the source). Unless ``drop_remainder`` is set,
 the last batch is padded to full size with ``mask == 0``, so every example counts exactly once
 and one compiled step serves the whole epoch. Epoch ``e`` shuffles with the permutation seeded by
-``(seed, e)``. With several JAX processes each host reads its share
-(``grain.sharding.ShardByJaxProcess``), and all hosts yield the same number of batches.
+``(seed, e)``.
 """
 
 from __future__ import annotations

@@ -20,14 +20,16 @@ the global array with ``jax.make_array_from_process_local_data``.
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import logging
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from merjax.errors import MerjaxError
 
@@ -271,6 +273,36 @@ def process_batch_slice(global_batch_size: int) -> slice:
   return slice(index * local, (index + 1) * local)
 
 
+def process_rows(mesh: Mesh, global_size: int) -> slice:
+  """The rows of a ``[global_size, ...]`` array sharded along ``data`` on this process's devices.
+
+  These are exactly the rows that ``jax.make_array_from_process_local_data`` places on this
+  process's devices (the sharding's own ``addressable_devices_indices_map``), so a process
+  that reads only them feeds its devices and nothing else. On one process: all rows.
+
+  Args:
+    mesh: the data mesh.
+    global_size: rows of the global array (a multiple of the device count).
+
+  Returns:
+    A contiguous slice of ``range(global_size)``.
+
+  Raises:
+    MerjaxError: ``global_size`` does not divide across the devices, or this process's
+      devices do not hold one contiguous block (a mesh whose device order interleaves hosts).
+  """
+  check_batch_size(global_size, mesh, what="global size")
+  spans = sorted({(index[0].start or 0, global_size if index[0].stop is None else index[0].stop)
+                  for index in data_sharding(mesh).addressable_devices_indices_map(
+                      (global_size,)).values()})
+  start, stop = spans[0][0], spans[-1][1]
+  covered = sum(b - a for a, b in spans)
+  if covered != stop - start or any(a != b for (_, a), (b, _) in zip(spans, spans[1:])):
+    raise MerjaxError(f"this process's devices hold rows {spans} of the data axis, not one "
+                      "contiguous block; build the mesh with parallel.make_data_mesh()")
+  return slice(start, stop)
+
+
 def _is_global(value: Any, sharding: NamedSharding) -> bool:
   return isinstance(value, jax.Array) and value.sharding.is_equivalent_to(sharding, value.ndim)
 
@@ -343,3 +375,34 @@ def check_same_on_all_processes(tree: Any, *, what: str) -> None:
   if differing:
     raise MerjaxError(f"{what} differ between processes: process 0 and process(es) "
                       f"{', '.join(map(str, differing))} computed different values")
+def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh | None, *,
+                     size: int = 2) -> Iterator[dict[str, jax.Array]]:
+  """Assembles host batches on the devices ``size`` batches ahead of the consumer.
+
+  Transfers are asynchronous: while the step runs on batch ``i``, batches ``i+1 .. i+size``
+  are already being copied to their devices. Batches that already are global arrays on the
+  mesh (device-resident, or prefetched upstream) pass straight through, without buffering.
+
+  Args:
+    batches: this process's rows of every global batch (see :func:`shard_batch`).
+    mesh: the data mesh; None puts whole batches on the default device.
+    size: batches in flight (at least 1).
+
+  Yields:
+    Global batches sharded along ``data`` (or single-device batches without a mesh).
+  """
+  if size < 1:
+    raise MerjaxError(f"prefetch size must be at least 1, got {size}")
+  queue: collections.deque = collections.deque()
+  sharding = None if mesh is None else data_sharding(mesh)
+  for batch in batches:
+    if sharding is not None and all(_is_global(v, sharding) for v in batch.values()):
+      while queue:
+        yield queue.popleft()
+      yield batch
+      continue
+    queue.append(shard_batch(batch, mesh) if mesh is not None else jax.device_put(dict(batch)))
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()

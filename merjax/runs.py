@@ -29,6 +29,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
                 data_dir: str | os.PathLike | None = None, clips_per_quadrant: int = 40,
                 workers: int | None = None, mesh: Any = "auto",
                 workdir: str | os.PathLike | None = None,
+                device_memory_gb: float | None = None,
                 log: Callable[[str], Any] = print) -> dict[str, dict]:
   """Trains the three stages on a dataset and writes a self-contained model directory.
 
@@ -41,6 +42,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
     workers: feature-extraction processes.
     mesh: devices to train on (see :func:`merjax.parallel.resolve_mesh`).
     workdir: per-epoch checkpoints of every stage; a rerun resumes from them.
+    device_memory_gb: GiB per device a split may take on the devices; larger ones stream.
     log: progress sink.
 
   Returns:
@@ -74,7 +76,8 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
       what="the mel statistics and the feature preprocessing")
   model, fits = train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
                              mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
-                             mesh=mesh, workdir=workdir, log=log)
+                             mesh=mesh, workdir=workdir, device_memory_gb=device_memory_gb,
+                             log=log)
   training = {stage: {"history": fit.history, "best_epoch": fit.best_epoch + 1,
                       "best_val_accuracy": fit.best_val_accuracy, "stop_reason": fit.stop_reason}
               for stage, fit in fits.items()}

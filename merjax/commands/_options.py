@@ -91,6 +91,8 @@ def parse_batch_sizes(text: str) -> dict[str, int]:
       raise MerjaxError(f"--batch-size names stage {stage!r} twice in {text!r}")
     sizes[stage] = size(value.strip(), f"{stage}")
   return sizes
+
+
 def validate_arguments(args: argparse.Namespace) -> None:
   """Checks the numeric arguments the commands share, before any work.
 
@@ -132,6 +134,24 @@ def check_devices(devices: int | None) -> None:
   if devices > available:
     raise MerjaxError(f"--devices {devices}: only {available} {jax.devices()[0].platform} "
                       f"device(s) available")
+
+
+def _gib(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    value = float("nan")
+  if not 0 <= value < float("inf"):
+    raise argparse.ArgumentTypeError(f"must be a non-negative number of GiB, got {text!r}")
+  return value
+
+
+def add_device_memory_argument(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--device-memory-gb", type=_gib, default=None,
+                      help="GiB per device that a training split may take when kept on the "
+                      "devices (sharded over them); larger splits stream from the host "
+                      "(default: 80%% of the device's free memory; on CPU 80%% of the available "
+                      "RAM shared by the devices)")
 
 
 def config_from_args(args):

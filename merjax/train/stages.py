@@ -19,7 +19,7 @@ import numpy as np
 
 from merjax import parallel
 from merjax.config import Config, TrainConfig
-from merjax.data.memory import DeviceBatches
+from merjax.data.memory import DeviceBatches, split_batches
 from merjax.models import CNN, DNN, Fusion, Hybrid
 from merjax.train.fit import FitResult, fit
 from merjax.train.state import create_state
@@ -30,7 +30,7 @@ Split = Mapping[str, np.ndarray]  # {"inputs": [shape=(n, ...)], "label": [shape
 def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, stage: str,
                      log: Callable[[str], Any] | None = print, mesh: Any = "auto",
                      train_batches: Callable[[int], Any] | None = None,
-                     **fit_kwargs) -> FitResult:
+                     device_memory_gb: float | None = None, **fit_kwargs) -> FitResult:
   """Trains one Flax classifier with the paper's protocol on in-memory splits.
 
   With several devices the run is data-parallel: ``config.batch_size`` is the global batch,
@@ -48,6 +48,8 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
       :func:`merjax.parallel.resolve_mesh`. The batch size must divide across the devices.
     train_batches: optional ``epoch -> batches`` replacing the batches of ``train`` (e.g.
       online augmentation); ``train`` then only gives the input shape.
+    device_memory_gb: GiB per device the resident splits may take; larger splits stream
+      (:func:`merjax.data.memory.split_batches`; default: from the device's memory).
     **fit_kwargs: passed to :func:`merjax.train.fit` (``on_epoch_end``, ``stopper``,
       ``workdir``).
 
@@ -59,12 +61,14 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
   init_rng, dropout_rng = jax.random.split(rng)
   state = create_state(model, jnp.asarray(train["inputs"][:1]), config, rng=init_rng)
   if train_batches is None:
-    train_batches = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
-                                  seed=config.seed, mesh=mesh).epoch
+    train_batches = split_batches(dict(train), batch_size=config.batch_size, shuffle=True,
+                                  seed=config.seed, mesh=mesh,
+                                  device_memory_gb=device_memory_gb).epoch
   # Evaluation pads with a mask, so its batch only needs rounding up to the device count.
   val_batch = (config.batch_size if mesh is None
                else parallel.round_up(config.batch_size, parallel.data_size(mesh)))
-  val_data = DeviceBatches(dict(val), batch_size=val_batch, shuffle=False, mesh=mesh)
+  val_data = split_batches(dict(val), batch_size=val_batch, shuffle=False, mesh=mesh,
+                           device_memory_gb=device_memory_gb)
   return fit(state, train_batches=train_batches, val_batches=val_data.epoch, config=config,
              rng=dropout_rng, stage=stage, log=log, mesh=mesh, **fit_kwargs)
 
@@ -166,7 +170,8 @@ class StageData:
 
 def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: float,
                  feature_preprocessor: Any = None, log: Callable[[str], Any] | None = print,
-                 mesh: Any = "auto", workdir: str | os.PathLike | None = None
+                 mesh: Any = "auto", workdir: str | os.PathLike | None = None,
+                 device_memory_gb: float | None = None
                  ) -> tuple[HybridModel, dict[str, FitResult]]:
   """Runs the three stages and returns the trained hybrid and each stage's fit.
 
@@ -179,6 +184,7 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
     log: progress sink.
     mesh: data-parallel mesh for every stage (see :func:`train_classifier`).
     workdir: when given, each stage checkpoints to (and resumes from) ``workdir/<stage>``.
+    device_memory_gb: GiB per device a resident split may take (see :func:`train_classifier`).
 
   Returns:
     ``(model, {"cnn": FitResult, "dnn": FitResult, "fusion": FitResult})``.
@@ -189,7 +195,8 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
   mesh = parallel.resolve_mesh(mesh)
 
   def stage_kwargs(stage: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"mesh": mesh, "log": log, "stage": stage}
+    kwargs: dict[str, Any] = {"mesh": mesh, "log": log, "stage": stage,
+                              "device_memory_gb": device_memory_gb}
     if workdir is not None:
       kwargs["workdir"] = os.path.join(os.fspath(workdir), stage)
     return kwargs

@@ -55,7 +55,8 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise MerjaxError(f"--out {out} exists and is not an empty directory")
   inputs = prepare_inputs(dataset, config=config, data_dir=data_dir,
-                          clips_per_quadrant=clips_per_quadrant, workers=workers, log=log)
+                          clips_per_quadrant=clips_per_quadrant, workers=workers, log=log,
+                          waveform_training=True)
   data = inputs.stage_data
   model, fits = train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
                              mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,

@@ -285,3 +285,26 @@ def test_augment_preview_command(tmp_path, capsys):
     assert main(["augment-preview", *argv]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+def test_sinc_resampler_is_close_to_librosa(clip):
+  """The accelerator resampler: within 3e-3 (relative L2) of librosa's res_type="fft", and as
+  close to librosa's default soxr_hq as the exact FFT path is (documented in augment.py)."""
+  steps = np.array([-2.0, 1.5])
+  batch = np.tile(clip, (len(steps), 1))
+  sinc = np.asarray(audio.pitch_shift(batch, steps, resampler="sinc"))
+  exact = np.asarray(audio.pitch_shift(batch, steps, resampler="fft"))
+  for got, fft_path, n_steps in zip(sinc, exact, steps):
+    reference = librosa.effects.pitch_shift(clip.astype(np.float64), sr=SR, n_steps=n_steps,
+                                            res_type="fft")
+    assert relative_error(got, reference) < 3e-3
+    soxr = librosa.effects.pitch_shift(clip.astype(np.float64), sr=SR, n_steps=n_steps)
+    assert relative_error(got, soxr) < 1.05 * relative_error(fft_path, soxr)
+
+
+def test_resampler_is_checked_and_auto_is_fft_on_cpu(clip):
+  with pytest.raises(MerjaxError, match="resampler"):
+    audio.pitch_shift(clip[None], 1.0, resampler="linear")
+  auto = np.asarray(audio.pitch_shift(clip[None], 1.0, resampler="auto"))
+  np.testing.assert_array_equal(auto, np.asarray(audio.pitch_shift(clip[None], 1.0,
+                                                                   resampler="fft")))

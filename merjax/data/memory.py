@@ -166,7 +166,10 @@ class DeviceBatches:
     else:
       gather = _gather
       indices, mask = jax.device_put(indices), jax.device_put(mask)
-    for row in range(indices.shape[0]):
+    # Explicit transfers of the row numbers: the loop runs under transfer_guard("disallow").
+    rows = list(np.arange(indices.shape[0], dtype=np.int32))
+    rows = jax.device_put(rows) if self.mesh is None else parallel.replicate(rows, self.mesh)
+    for row in rows:
       yield gather(self.arrays, indices, mask, row)
 
 

@@ -17,8 +17,10 @@ Measured side by side in one run (DESIGN.md §5 cases, every row with ``dtype``,
   augmentation ``p99_diff_db``, ``median_diff_db``) against the same function on the CPU
   backend (the exact FFT resampler there; the device's default is the windowed sinc), and
   librosa's time per clip as the reference where librosa is installed.
-- ``fit_epoch``: a 2-epoch :func:`merjax.train.fit` of the waveform pipeline under
-  ``jax.transfer_guard("disallow")``; s/epoch of the second epoch.
+- ``fit_epoch``: 2-epoch :func:`merjax.train.fit` runs under ``jax.transfer_guard("disallow")``
+  of the CNN stage with offline x5 augmentation, ``pipeline`` ``waveforms`` (made inside the
+  step every epoch) and ``precomputed`` (made once before, ``precompute_s``); s/epoch of the
+  second epoch. ``--only-fit --fit-clips N`` runs just this comparison (the CPU measurement).
 
 Every row has ``peak_gib``, the device's peak memory so far (``memory_stats()``; None where the
 platform reports none). ``--quick`` shrinks everything to run on a CPU in a few minutes (tested
@@ -284,38 +286,60 @@ def spectral_rows(*, batch: int, seconds: float, repeats: int) -> list[dict]:
   return rows
 
 
-def fit_epoch_row(*, clips: int, batch: int, seconds: float) -> dict:
+def fit_epoch_rows(*, clips: int, batch: int, seconds: float) -> list[dict]:
+  """2-epoch fits under the transfer guard: the ``waveforms`` pipeline (offline x5 made inside
+  the step) and the ``precomputed`` one (the x5 log-mels made first, ``precompute_s``)."""
+  import contextlib
+
   import jax
 
+  from merjax.augmentation import offline_training_set
   from merjax.config import TrainConfig
-  from merjax.train import train_classifier
-  from merjax.train import stages
-  source = _waveform_source(_clips(clips, seconds))
   from merjax.inputs import log_mels
-  val_mels = (log_mels(source.waveforms[:batch], audio=source.audio) - source.mel_mean) \
-      / source.mel_std
-  val = {"inputs": val_mels, "label": source.labels[:batch]}
+  from merjax.train import stages, train_classifier
+  source = _waveform_source(_clips(clips, seconds))
+  train_mels = (log_mels(source.waveforms, audio=source.audio) - source.mel_mean) / source.mel_std
+  val = {"inputs": train_mels[:batch], "label": source.labels[:batch]}
   config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=batch, max_epochs=2,
                        patience=5, train_accuracy_stop=None)
   model = _cnn("plain" if jax.default_backend() != "cpu" else "fast", "float32")
-  plain_fit = stages.fit
 
-  def guarded_fit(*args, **kwargs):
-    with jax.transfer_guard("disallow"):
-      return plain_fit(*args, **kwargs)
+  @contextlib.contextmanager
+  def guarded():
+    plain_fit = stages.fit
 
-  stages.fit = guarded_fit
-  try:
-    result = train_classifier(model, train=val, val=val, config=config, stage="cnn", log=None,
-                              mesh=None, wrap_apply=source.front_end,
-                              train_batches=source.batches(batch_size=batch, seed=0))
-  finally:
-    stages.fit = plain_fit
-  seconds_per_epoch = result.history[-1]["seconds"]
-  return row("fit_epoch", dtype="float32", impl=model.config.cnn_impl, batch=batch, devices=1,
-             examples=source.size, epochs=len(result.history), transfer_guard="disallow",
-             unit="s/epoch", ours=seconds_per_epoch, reference=None, reference_name=None,
-             peak_gib=_peak_gib())
+    def guarded_fit(*args, **kwargs):
+      with jax.transfer_guard("disallow"):
+        return plain_fit(*args, **kwargs)
+
+    stages.fit = guarded_fit
+    try:
+      yield
+    finally:
+      stages.fit = plain_fit
+
+  with guarded():
+    waveforms = train_classifier(model, train=val, val=val, config=config, stage="cnn", log=None,
+                                 mesh=None, wrap_apply=source.front_end,
+                                 train_batches=source.batches(batch_size=batch, seed=0))
+  start = time.perf_counter()
+  mels, labels = offline_training_set(source.waveforms, source.labels, train_mels,
+                                      audio=source.audio, augment=source.augment,
+                                      mel_mean=source.mel_mean, mel_std=source.mel_std)
+  precompute = time.perf_counter() - start
+  with guarded():
+    precomputed = train_classifier(model, train={"inputs": mels, "label": labels}, val=val,
+                                   config=config, stage="cnn", log=None, mesh=None)
+  common = dict(dtype="float32", impl=model.config.cnn_impl, batch=batch, devices=1,
+                examples=source.size, clip_seconds=seconds, transfer_guard="disallow")
+  epoch = {name: fit.history[-1]["seconds"] for name, fit in
+           (("waveforms", waveforms), ("precomputed", precomputed))}
+  return [row("fit_epoch", pipeline="precomputed", epochs=len(precomputed.history),
+              precompute_s=precompute, **common, unit="s/epoch", ours=epoch["precomputed"],
+              reference=None, reference_name=None, peak_gib=_peak_gib()),
+          row("fit_epoch", pipeline="waveforms", epochs=len(waveforms.history), **common,
+              unit="s/epoch", ours=epoch["waveforms"], reference=epoch["precomputed"],
+              reference_name="precomputed", peak_gib=_peak_gib())]
 
 
 def _prng_child(args) -> list[dict]:
@@ -337,6 +361,10 @@ def main() -> None:
                  help="small sizes for a CPU check (a few minutes): batch 2, 3 s clips")
   p.add_argument("--steps", type=int, default=None, help="timed steps per case (default 50)")
   p.add_argument("--frames", type=int, default=None, help=argparse_suppress())
+  p.add_argument("--fit-clips", type=int, default=None,
+                 help="clips of the fit_epoch case (x5 examples; default 64, --quick 2)")
+  p.add_argument("--only-fit", action="store_true",
+                 help="run only the fit_epoch case (waveforms vs precomputed epoch time)")
   p.add_argument(CHILD_FLAG, action="store_true", help=argparse_suppress())
   args = p.parse_args()
   quick = args.quick
@@ -354,6 +382,13 @@ def main() -> None:
     print(json.dumps(rows))
     return
 
+  if args.only_fit:
+    rows = fit_epoch_rows(clips=args.fit_clips or (2 if quick else 64),
+                          batch=2 if quick else 32, seconds=seconds)
+    emit("accelerator", rows, as_json=args.json, markdown=args.markdown,
+         extra_columns=("dtype", "impl", "batch", "devices", "pipeline", "examples",
+                        "precompute_s"))
+    return
   rows = cnn_step_rows(batches=args.batch, steps=args.steps, frames=args.frames,
                        prng="threefry")
   equal = fast_equals_plain(batch=min(args.batch), frames=args.frames)
@@ -365,8 +400,8 @@ def main() -> None:
   rows.append(waveform_step_row(batch=wave_batch, steps=max(1, args.steps // (2 if quick else 5)),
                                 seconds=seconds))
   rows += spectral_rows(batch=2 if quick else 32, seconds=seconds, repeats=1 if quick else 3)
-  rows.append(fit_epoch_row(clips=2 if quick else 64, batch=2 if quick else 32,
-                            seconds=seconds))
+  rows += fit_epoch_rows(clips=args.fit_clips or (2 if quick else 64),
+                         batch=2 if quick else 32, seconds=seconds)
   emit("accelerator", rows, as_json=args.json, markdown=args.markdown,
        extra_columns=("dtype", "impl", "batch", "devices", "prng", "host_callbacks", "donated",
                       "gflops", "gbytes", "max_diff_db", "peak_gib"))

@@ -79,10 +79,19 @@ class AugmentConfig(_Replaceable):
   max_rate: float = 1.5
   max_gain_db: float = 10.0
   seed: int = 0
+  # Where the CNN's inputs are made (same results up to float rounding; merjax.augmentation).
+  pipeline: Literal["auto", "precomputed", "waveforms"] = "auto"
+  # Pitch shift's resampler: fft (exact, CPU), sinc (accelerators, ~1.5e-3 apart), auto.
+  resampler: Literal["auto", "fft", "sinc"] = "auto"
 
   def __post_init__(self):
     if self.mode not in ("none", "offline", "online"):
       raise ValueError(f"augment mode must be none, offline or online, got {self.mode!r}")
+    if self.pipeline not in ("auto", "precomputed", "waveforms"):
+      raise ValueError(f"augment pipeline must be auto, precomputed or waveforms, got "
+                       f"{self.pipeline!r}")
+    if self.resampler not in ("auto", "fft", "sinc"):
+      raise ValueError(f"resampler must be auto, fft or sinc, got {self.resampler!r}")
     known = {"time_shift", "pitch_shift", "time_stretch", "power_shift"}
     unknown = set(self.transforms) - known
     if unknown:

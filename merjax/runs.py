@@ -68,7 +68,8 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   if not parallel.is_primary():
     log = _silent  # one process reports; every process trains
   inputs = prepare_inputs(dataset, config=config, data_dir=data_dir,
-                          clips_per_quadrant=clips_per_quadrant, workers=workers, log=log)
+                          clips_per_quadrant=clips_per_quadrant, workers=workers, log=log,
+                          waveform_training=True)
   data = inputs.stage_data
   parallel.check_same_on_all_processes(
       {"mel_mean": inputs.mel_mean, "mel_std": inputs.mel_std,

@@ -159,14 +159,24 @@ def model_inputs(model, waveforms: np.ndarray, *, workers: int | None = None,
 
 
 def _add_augmentation(stage_data: StageData, train_waveforms: np.ndarray, *, config: Config,
-                      mel_mean: float, mel_std: float, log: Callable[[str], Any]) -> None:
-  """Adds the CNN's augmented training set (offline) or its per-epoch source (online)."""
-  from merjax.augmentation import OnlineAugmentedBatches, offline_training_set
+                      mel_mean: float, mel_std: float, log: Callable[[str], Any],
+                      pipeline: str = "precomputed") -> None:
+  """Adds the CNN's augmented training set (offline) or its per-epoch source (online), or,
+  for the ``waveforms`` pipeline, the clips that the CNN's step augments itself."""
+  from merjax.augmentation import (OnlineAugmentedBatches, WaveformTraining,
+                                   offline_training_set)
 
   augment = config.augment
+  train_labels, train_mels = stage_data.labels["train"], stage_data.mels["train"]
+  if pipeline == "waveforms":
+    stage_data.cnn_waveforms = WaveformTraining(
+        waveforms=train_waveforms, labels=train_labels, audio=config.audio, augment=augment,
+        mel_mean=mel_mean, mel_std=mel_std)
+    log(f"CNN trains from waveforms: {stage_data.cnn_waveforms.size} examples per epoch "
+        f"({augment.mode} augmentation made on the devices, inside the training step)")
+    return
   if augment.mode == "none" or not augment.transforms:
     return
-  train_labels, train_mels = stage_data.labels["train"], stage_data.mels["train"]
   kwargs = dict(audio=config.audio, augment=augment, mel_mean=mel_mean, mel_std=mel_std)
   if augment.mode == "offline":
     stage_data.cnn_train_mels, stage_data.cnn_train_labels = offline_training_set(
@@ -182,8 +192,8 @@ def _add_augmentation(stage_data: StageData, train_waveforms: np.ndarray, *, con
 
 def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike | None = None,
                    clips_per_quadrant: int = 40, workers: int | None = None,
-                   keep_waveforms: bool = False, log: Callable[[str], Any] = print
-                   ) -> PreparedInputs:
+                   keep_waveforms: bool = False, log: Callable[[str], Any] = print,
+                   waveform_training: bool = False) -> PreparedInputs:
   """Loads a dataset and computes every stage's inputs.
 
   Args:
@@ -194,6 +204,11 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
     workers: processes for feature extraction (default: all cores, at most 4).
     keep_waveforms: keep the raw clips (needed for online augmentation).
     log: progress sink.
+    waveform_training: the caller trains with :func:`merjax.train.train_hybrid`, which can
+      train the CNN from waveforms: ``config.augment.pipeline`` is then honoured (``auto``:
+      waveforms on accelerators when augmenting, see :mod:`merjax.augmentation`). Otherwise
+      the CNN's training set is precomputed (``cnn_train_*``), as callers that batch it
+      themselves (tuning) need.
 
   Returns:
     The :class:`PreparedInputs`.
@@ -211,6 +226,13 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
     raise MerjaxError(f"dataset {dataset!r} has no clips in split(s) {missing}")
 
   augmenting = config.augment.mode != "none" and bool(config.augment.transforms)
+  pipeline = "precomputed"
+  if waveform_training:
+    from merjax.augmentation import resolve_pipeline
+    pipeline = resolve_pipeline(config.augment)
+    if config.augment.pipeline == "auto" and not augmenting:
+      pipeline = "precomputed"  # the log-mels are made anyway (statistics, validation)
+  augmenting = augmenting or pipeline == "waveforms"
   mels, raw, kept = [], [], []
   start = 0
   for chunk in chunks:  # stream: only the clips that must stay in memory are kept
@@ -237,7 +259,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
                          labels=by_split(labels))
   if augmenting:
     _add_augmentation(stage_data, waveforms[index["train"]], config=config, mel_mean=mel_mean,
-                      mel_std=mel_std, log=log)
+                      mel_std=mel_std, log=log, pipeline=pipeline)
   return PreparedInputs(stage_data=stage_data,
                         waveforms=by_split(waveforms) if keep_waveforms else None,
                         song_ids=by_split(song_ids), mel_mean=mel_mean, mel_std=mel_std,

@@ -30,7 +30,9 @@ Split = Mapping[str, np.ndarray]  # {"inputs": [shape=(n, ...)], "label": [shape
 def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, stage: str,
                      log: Callable[[str], Any] | None = print, mesh: Any = "auto",
                      train_batches: Callable[[int], Any] | None = None,
-                     device_memory_gb: float | None = None, **fit_kwargs) -> FitResult:
+                     device_memory_gb: float | None = None,
+                     wrap_apply: Callable[[Callable], Callable] | None = None,
+                     **fit_kwargs) -> FitResult:
   """Trains one Flax classifier with the paper's protocol on in-memory splits.
 
   With several devices the run is data-parallel: ``config.batch_size`` is the global batch,
@@ -50,6 +52,9 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
       online augmentation); ``train`` then only gives the input shape.
     device_memory_gb: GiB per device the resident splits may take; larger splits stream
       (:func:`merjax.data.memory.split_batches`; default: from the device's memory).
+    wrap_apply: optional ``apply_fn -> apply_fn`` for the train state, e.g.
+      :meth:`merjax.augmentation.WaveformTraining.front_end` (waveforms in, log-mels made
+      inside the jitted step).
     **fit_kwargs: passed to :func:`merjax.train.fit` (``on_epoch_end``, ``stopper``,
       ``workdir``).
 
@@ -60,6 +65,8 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   state = create_state(model, jnp.asarray(train["inputs"][:1]), config, rng=init_rng)
+  if wrap_apply is not None:
+    state = state.replace(apply_fn=wrap_apply(state.apply_fn))
   if train_batches is None:
     train_batches = split_batches(dict(train), batch_size=config.batch_size, shuffle=True,
                                   seed=config.seed, mesh=mesh,
@@ -166,6 +173,8 @@ class StageData:
   cnn_train_labels: np.ndarray | None = None
   # online augmentation: ``(batch_size, mesh) -> (epoch -> batches)`` for stage 1
   cnn_train_batches: Callable[..., Callable[[int], Any]] | None = None
+  # the ``waveforms`` pipeline: stage 1 trains from clips (merjax.augmentation.WaveformTraining)
+  cnn_waveforms: Any = None
 
 
 def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: float,
@@ -177,7 +186,8 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
 
   Args:
     data: normalised inputs and labels; ``cnn_train_*`` replace the CNN's training split
-      when the paper's augmentation is on.
+      when the paper's augmentation is on, and ``cnn_waveforms`` makes the CNN stage train from
+      the clips, augmented inside its jitted step.
     config: model and per-stage training settings.
     mel_mean, mel_std: recorded in the returned model for inference.
     feature_preprocessor: recorded in the returned model for inference.
@@ -204,10 +214,15 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
   fits = {}
   online = (None if data.cnn_train_batches is None
             else data.cnn_train_batches(batch_size=config.cnn.batch_size, mesh=mesh))
+  wrap_apply = None
+  if data.cnn_waveforms is not None:
+    online = data.cnn_waveforms.batches(batch_size=config.cnn.batch_size, seed=config.cnn.seed,
+                                        mesh=mesh)
+    wrap_apply = data.cnn_waveforms.front_end
   fits["cnn"] = train_classifier(
       CNN(config.model), train={"inputs": cnn_train_mels, "label": cnn_train_labels},
       val={"inputs": data.mels["validate"], "label": data.labels["validate"]},
-      config=config.cnn, train_batches=online, **stage_kwargs("cnn"))
+      config=config.cnn, train_batches=online, wrap_apply=wrap_apply, **stage_kwargs("cnn"))
   fits["dnn"] = train_classifier(
       DNN(config.model), train={"inputs": data.features["train"], "label": data.labels["train"]},
       val={"inputs": data.features["validate"], "label": data.labels["validate"]},

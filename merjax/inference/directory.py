@@ -1,0 +1,129 @@
+"""A self-contained model directory: everything ``merjax evaluate`` and ``predict`` need.
+
+Layout::
+
+    MODEL_DIR/
+      config.json            the run's Config
+      preprocessing.json     log-mel mean/std and the fitted feature preprocessing
+      cnn/ dnn/ fusion/      orbax checkpoints of each stage's variables
+      training.json          per-stage history, best epoch and stop reason (optional)
+
+:func:`save_model` writes everything into a temporary sibling directory and renames it into
+place, so an interrupted save never leaves a half-written model that a rerun would refuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from merjax.errors import MerjaxError
+from merjax.inference.artefact import HybridModel
+
+_STAGES = ("cnn", "dnn", "fusion")
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+  """Yields a temporary sibling of ``path`` that becomes ``path`` when the block succeeds.
+
+  ``path`` must not exist or be an empty directory; on an error the temporary directory is
+  removed and ``path`` is left as it was. Stale temporaries of killed runs are removed first.
+
+  Args:
+    path: the directory to create.
+
+  Yields:
+    The temporary directory to fill.
+  """
+  path = Path(path).absolute()
+  if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    raise MerjaxError(f"{path} exists and is not an empty directory")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  prefix = f".{path.name}.partial-"
+  for stale in path.parent.glob(prefix + "*"):
+    shutil.rmtree(stale, ignore_errors=True)
+  tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would become the model directory's mode
+  try:
+    yield tmp
+    if path.exists():
+      path.rmdir()  # empty, checked above
+    os.rename(tmp, path)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def save_model(model: HybridModel, path: str | os.PathLike, *,
+               training: dict[str, Any] | None = None) -> Path:
+  """Writes a :class:`HybridModel` to ``path``, atomically (temporary directory, then rename).
+
+  Args:
+    model: the trained hybrid.
+    path: the model directory: must not exist, or be empty.
+    training: optional JSON-able training record (histories, stop reasons).
+
+  Returns:
+    The directory path.
+  """
+  import jax
+  import orbax.checkpoint as ocp
+
+  path = Path(path).absolute()
+  if path.exists() and not path.is_dir():
+    raise MerjaxError(f"model directory {path} exists and is not a directory")
+  if (path / "config.json").exists():
+    raise MerjaxError(f"{path} already holds a model; choose another --out or delete it")
+  with atomic_directory(path) as tmp:
+    checkpointer = ocp.StandardCheckpointer()
+    for stage in _STAGES:
+      checkpointer.save(tmp / stage, jax.device_get(getattr(model, stage)))
+    checkpointer.wait_until_finished()
+    preprocessing = {"mel_mean": model.mel_mean, "mel_std": model.mel_std,
+                     "features": (None if model.feature_preprocessor is None
+                                  else model.feature_preprocessor.to_dict())}
+    (tmp / "preprocessing.json").write_text(json.dumps(preprocessing) + "\n")
+    if training is not None:
+      (tmp / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+  return path
+
+
+def load_model(path: str | os.PathLike) -> HybridModel:
+  """Reads a model directory written by :func:`save_model`.
+
+  Args:
+    path: the model directory.
+
+  Returns:
+    The :class:`HybridModel`.
+  """
+  import orbax.checkpoint as ocp
+
+  from merjax.config import config_from_dict
+  from merjax.features import FeaturePreprocessor
+
+  path = Path(path).absolute()
+  if not path.is_dir():
+    raise MerjaxError(f"{path}: no such model directory")
+  missing = [name for name in ("config.json", "preprocessing.json", *_STAGES)
+             if not (path / name).exists()]
+  if missing:
+    raise MerjaxError(f"{path} is not a merjax model directory (missing {', '.join(missing)})")
+  config = config_from_dict(json.loads((path / "config.json").read_text()))
+  preprocessing = json.loads((path / "preprocessing.json").read_text())
+  checkpointer = ocp.StandardCheckpointer()
+  variables = {stage: checkpointer.restore(path / stage) for stage in _STAGES}
+  features = preprocessing["features"]
+  return HybridModel(config=config, **variables, mel_mean=preprocessing["mel_mean"],
+                     mel_std=preprocessing["mel_std"],
+                     feature_preprocessor=(None if features is None
+                                           else FeaturePreprocessor.from_dict(features)))

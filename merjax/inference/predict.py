@@ -222,9 +222,20 @@ def format_text(prediction: Prediction) -> str:
   return f"{p.path}: {p.quadrant}  ({probs}){marks}"
 
 
-def _single_thread() -> None:
-  from merjax.features.extract import _single_thread as limit
-  limit()
+def _worker_init(parent: int) -> None:
+  """One BLAS thread per worker; exit when the parent dies (a SIGKILL leaves no orphans)."""
+  import threading
+  import time
+
+  from merjax.features.extract import _single_thread
+  _single_thread()
+
+  def watch() -> None:
+    while os.getppid() == parent:
+      time.sleep(0.5)
+    os._exit(1)
+
+  threading.Thread(target=watch, daemon=True).start()
 
 
 def _decoded(paths: Sequence[str], read: Callable[[str], SongWindows], *, workers: int
@@ -236,7 +247,8 @@ def _decoded(paths: Sequence[str], read: Callable[[str], SongWindows], *, worker
     return
   context = multiprocessing.get_context("spawn")  # never fork a process that holds JAX
   pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                                initializer=_single_thread)
+                                                initializer=_worker_init,
+                                                initargs=(os.getpid(),))
   finished = False
   try:
     pending: collections.deque = collections.deque()

@@ -31,31 +31,16 @@ SONGS = {"a_short.wav": (1.5, 44100, 2), "b_exact.flac": (3.0, 48000, 1),
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-  import jax
-
   from merjax.config import paper_config
   from merjax.data.synthetic import generate
-  from merjax.features import FeaturePreprocessor, extract_features, feature_names
   from merjax.inference import HybridModel, save_model
-  from merjax.inputs import log_mels, mel_statistics
-  from merjax.models import CNN, DNN, Fusion
 
   config = paper_config("merge_audio_balanced")
   config = config.replace(audio=config.audio.replace(clip_seconds=CLIP),
                           model=config.model.replace(conv_filters=8, cnn_embedding=32,
                                                      dnn_hidden=(32, 16), fusion_hidden=(16,)))
-  clips = generate(clips_per_quadrant=2, seconds=CLIP, seed=1).waveforms
-  preprocessor = FeaturePreprocessor().fit(extract_features(clips), feature_names())
-  mels = log_mels(clips, audio=config.audio)
-  mel_mean, mel_std = mel_statistics(mels)
-  keys = jax.random.split(jax.random.key(0), 3)
-  model = HybridModel(
-      config=config,
-      cnn=CNN(config.model).init(keys[0], mels[:1], train=False),
-      dnn=DNN(config.model).init(
-          keys[1], np.zeros((1, len(preprocessor.output_names)), np.float32), train=False),
-      fusion=Fusion(config.model).init(keys[2], np.zeros((1, 48), np.float32), train=False),
-      mel_mean=mel_mean, mel_std=mel_std, feature_preprocessor=preprocessor)
+  clips = generate(clips_per_quadrant=1, seconds=CLIP, seed=1).waveforms
+  model = HybridModel.initialise(config, waveforms=clips)
   return save_model(model, tmp_path_factory.mktemp("predict") / "model")
 
 
@@ -292,3 +277,24 @@ def test_clips_shorter_than_the_model_clip_are_marked_padded(model_dir, quiet_so
   record = json.loads(capsys.readouterr().out)
   assert record["padded"] is True and record["duration_seconds"] == 1.0
   assert record["window_starts"] == [0.0]
+
+
+# --- the inference module ------------------------------------------------------------------------
+
+def test_forward_compiles_once_for_models_of_the_same_shapes(model_dir):
+  import jax
+
+  from merjax.inference import forward, load_model
+
+  model = load_model(model_dir)
+  rng = np.random.default_rng(0)
+  mels = rng.normal(size=(3, 128, model.config.audio.frames)).astype(np.float32)
+  features = rng.normal(size=(3, len(model.feature_preprocessor.output_names))).astype(np.float32)
+  first = model.logits(mels=mels, features=features, which="hybrid", batch_size=2)
+  compiled = forward._cache_size()
+  other = load_model(model_dir)
+  other.fusion = jax.tree.map(lambda v: v * 2, other.fusion)  # other weights, same shapes
+  second = other.logits(mels=mels, features=features, which="hybrid", batch_size=2)
+  assert forward._cache_size() == compiled  # the weights are arguments, not constants
+  assert not np.allclose(first, second)
+  np.testing.assert_array_equal(first, model.logits(mels=mels, features=features, batch_size=2))

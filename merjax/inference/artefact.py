@@ -93,6 +93,42 @@ class HybridModel:
   mel_std: float
   feature_preprocessor: Any = None
 
+  @classmethod
+  def initialise(cls, config: Config, *, waveforms: np.ndarray, seed: int = 0) -> "HybridModel":
+    """An untrained model: fresh weights, normalisation and feature preprocessing fitted on clips.
+
+    For tests and benchmarks, whose plumbing and speed do not depend on trained weights.
+
+    Args:
+      config: the model, audio and feature settings.
+      waveforms: at least two clips [shape=(n, config.audio.clip_samples)] to fit the log-mel
+        statistics and the feature preprocessing on.
+      seed: the weights' seed.
+
+    Returns:
+      The :class:`HybridModel`.
+    """
+    from merjax.features import FeaturePreprocessor, extract_features, feature_names
+    from merjax.inputs import log_mels, mel_statistics
+
+    sample_rate = config.audio.sample_rate
+    raw = extract_features(waveforms, sample_rate=sample_rate, backend=config.features_backend)
+    preprocessor = FeaturePreprocessor().fit(
+        raw, feature_names(backend=config.features_backend, sample_rate=sample_rate))
+    mels = log_mels(waveforms, audio=config.audio)
+    mel_mean, mel_std = mel_statistics(mels)
+    keys = jax.random.split(jax.random.key(seed), 3)
+    model_config = config.model
+    n_features = len(preprocessor.output_names)
+    embedding = model_config.cnn_embedding + model_config.dnn_hidden[-1]
+    return cls(config=config,
+               cnn=CNN(model_config).init(keys[0], mels[:1], train=False),
+               dnn=DNN(model_config).init(keys[1], np.zeros((1, n_features), np.float32),
+                                          train=False),
+               fusion=Fusion(model_config).init(keys[2], np.zeros((1, embedding), np.float32),
+                                                train=False),
+               mel_mean=mel_mean, mel_std=mel_std, feature_preprocessor=preprocessor)
+
   def hybrid_variables(self) -> dict:
     """Variables of :class:`merjax.models.Hybrid` assembled from the three stages."""
     return {"params": {"cnn": self.cnn["params"]["body"], "dnn": self.dnn["params"]["body"],

@@ -115,7 +115,7 @@ def reference_loop(folder: str, *, model_dir: str, which: str, out: str) -> None
 
   from merjax.audio.io import fix_length
   from merjax.features import extract_features
-  from merjax.inference import load_model
+  from merjax.inference.directory import load_model
   from merjax.inference.songs import DEFAULT_MAX_WINDOWS, window_starts
 
   model = load_model(model_dir)
@@ -153,7 +153,8 @@ def _probabilities(path: str) -> dict[str, np.ndarray]:
 def _build_model(path: str) -> None:
   from merjax.config import paper_config
   from merjax.data.synthetic import generate
-  from merjax.inference import HybridModel, save_model
+  from merjax.inference.artefact import HybridModel
+  from merjax.inference.directory import save_model
 
   config = paper_config("merge_audio_balanced")
   clips = generate(clips_per_quadrant=1, seconds=config.audio.clip_seconds, seed=0).waveforms

@@ -45,7 +45,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
     Test metrics of the CNN, the DNN and the hybrid.
   """
   from merjax.evaluate import metrics_table, write_report
-  from merjax.inference import save_model
+  from merjax.inference.directory import save_model
   from merjax.train.stages import train_hybrid
   from merjax.workflow import prepare_inputs
 
@@ -90,7 +90,7 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   """
   from merjax.data.store import open_prepared
   from merjax.evaluate import metrics_table, write_report
-  from merjax.inference import load_model
+  from merjax.inference.directory import load_model
   from merjax.workflow import fit_clip_length, model_inputs
 
   model = load_model(model_dir)

@@ -33,7 +33,8 @@ SONGS = {"a_short.wav": (1.5, 44100, 2), "b_exact.flac": (3.0, 48000, 1),
 def model_dir(tmp_path_factory):
   from merjax.config import paper_config
   from merjax.data.synthetic import generate
-  from merjax.inference import HybridModel, save_model
+  from merjax.inference.artefact import HybridModel
+  from merjax.inference.directory import save_model
 
   config = paper_config("merge_audio_balanced")
   config = config.replace(audio=config.audio.replace(clip_seconds=CLIP),
@@ -85,7 +86,7 @@ def test_window_starts_follow_the_documented_policies():
 
 @pytest.mark.parametrize("segment", ["first", "middle", "windows"])
 def test_segment_choices_give_the_documented_windows(model_dir, library, segment):
-  from merjax.inference import load_model
+  from merjax.inference.directory import load_model
   from merjax.inference.predict import collect_paths, predict_songs
   from merjax.inference.songs import window_starts
 
@@ -284,7 +285,8 @@ def test_clips_shorter_than_the_model_clip_are_marked_padded(model_dir, quiet_so
 def test_forward_compiles_once_for_models_of_the_same_shapes(model_dir):
   import jax
 
-  from merjax.inference import forward, load_model
+  from merjax.inference.artefact import forward
+  from merjax.inference.directory import load_model
 
   model = load_model(model_dir)
   rng = np.random.default_rng(0)

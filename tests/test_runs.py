@@ -20,7 +20,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_model_directory_roundtrip_gives_identical_logits(model_dir):
-  from merjax.inference import load_model
+  from merjax.inference.directory import load_model
   from merjax.data.synthetic import generate
   from merjax.workflow import model_inputs
 

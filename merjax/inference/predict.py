@@ -432,7 +432,8 @@ def predict_songs(paths: Sequence[str], *, model, which: str = "hybrid",
 
 @dataclasses.dataclass
 class LibrarySummary:
-  """What :func:`predict_library` did: songs found, skipped (already in ``out``), predicted, failed."""
+  """What :func:`predict_library` did: songs found, skipped (already in ``out``), predicted and
+  failed."""
 
   found: int
   skipped: int

@@ -21,7 +21,7 @@ from merjax import parallel
 from merjax.config import Config, TrainConfig
 from merjax.data.memory import DeviceBatches
 from merjax.inference.artefact import HybridModel
-from merjax.models import CNN, DNN, Fusion, Hybrid
+from merjax.models import CNN, DNN, Fusion
 from merjax.train.fit import FitResult, fit
 from merjax.train.state import create_state
 

@@ -142,6 +142,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     _remove_stale_partials(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_PARTIAL}{os.getpid()}-",
                                 dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would become the directory's mode
   if count > 1:
     tmp = _agree_on_path(tmp)
   try:

@@ -1,16 +1,14 @@
-"""Train, evaluate and predict on real datasets and files (the logic behind the CLI)."""
+"""Train and evaluate on real datasets (the logic behind the CLI; predict is in merjax.inference)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from merjax.config import QUADRANTS, STAGES, Config
+from merjax.config import STAGES, Config
 from merjax.errors import MerjaxError
 
 MODELS = ("cnn", "dnn", "hybrid")
@@ -51,7 +49,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   from merjax import parallel
   from merjax._fs import atomic_directory, check_writable
   from merjax.evaluate import metrics_table, write_report
-  from merjax.model_dir import save_model
+  from merjax.inference.directory import save_model
   from merjax.train.stages import train_hybrid
   from merjax.workflow import prepare_inputs
 
@@ -119,7 +117,7 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   """
   from merjax.data.store import open_prepared
   from merjax.evaluate import metrics_table, write_report
-  from merjax.model_dir import load_model
+  from merjax.inference.directory import load_model
   from merjax.workflow import fit_clip_length, model_inputs
 
   model = load_model(model_dir)
@@ -143,70 +141,3 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   log(metrics_table(results, title=f"{dataset} {split}"))
   log(f"report written to {out}")
   return results
-
-
-@dataclasses.dataclass
-class Prediction:
-  """One file's outcome: the quadrant and its probabilities, or the reason it failed."""
-
-  path: str
-  quadrant: str | None = None
-  probabilities: dict[str, float] | None = None
-  duration_seconds: float | None = None
-  error: str | None = None
-
-
-def predict_files(paths: Sequence[str | os.PathLike], *, model_dir: str | os.PathLike,
-                  which: str = "hybrid", workers: int | None = None) -> list[Prediction]:
-  """Predicts the quadrant of each audio file; undecodable files are reported, not fatal.
-
-  Args:
-    paths: audio files (MP3, WAV, FLAC, OGG, ...).
-    model_dir: a directory written by :func:`train_model`.
-    which: ``hybrid`` (default), ``cnn`` or ``dnn``.
-    workers: feature-extraction processes.
-
-  Returns:
-    One :class:`Prediction` per path, in order.
-  """
-  import jax
-
-  from merjax.audio.io import load_audio
-  from merjax.model_dir import load_model
-  from merjax.workflow import model_inputs
-
-  model = load_model(model_dir)
-  audio = model.config.audio
-  predictions = [Prediction(path=os.fspath(p)) for p in paths]
-  clips, decoded = [], []
-  for prediction in predictions:
-    try:
-      clip = load_audio(prediction.path, sample_rate=audio.sample_rate,
-                        clip_seconds=audio.clip_seconds)
-    except MerjaxError as error:
-      prediction.error = str(error)
-      continue
-    prediction.duration_seconds = clip.duration_seconds
-    clips.append(clip.waveform)
-    decoded.append(prediction)
-  if clips:
-    mels, features = model_inputs(model, np.stack(clips), workers=workers, progress=False)
-    probabilities = np.asarray(jax.nn.softmax(model.logits(mels=mels, features=features,
-                                                           which=which), axis=-1))
-    for prediction, probs in zip(decoded, probabilities):
-      prediction.quadrant = QUADRANTS[int(np.argmax(probs))]
-      prediction.probabilities = {q: float(p) for q, p in zip(QUADRANTS, probs)}
-  return predictions
-
-
-def format_predictions(predictions: Sequence[Prediction], *, as_json: bool) -> str:
-  if as_json:
-    return json.dumps([dataclasses.asdict(p) for p in predictions], indent=2)
-  lines = []
-  for p in predictions:
-    if p.error is not None:
-      lines.append(f"{p.path}: error: {p.error}")
-    else:
-      probs = "  ".join(f"{q} {v:.2f}" for q, v in p.probabilities.items())
-      lines.append(f"{p.path}: {p.quadrant}  ({probs})")
-  return "\n".join(lines)

@@ -246,7 +246,7 @@ def test_tune_command_rejects_bad_arguments_in_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_two_trial_search_per_stage_end_to_end(ray_cluster, tmp_path):
-  from merjax.model_dir import load_model
+  from merjax.inference.directory import load_model
 
   config = paper_config()
   config = config.replace(

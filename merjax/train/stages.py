@@ -20,7 +20,8 @@ import numpy as np
 from merjax import parallel
 from merjax.config import Config, TrainConfig
 from merjax.data.memory import DeviceBatches, split_batches
-from merjax.models import CNN, DNN, Fusion, Hybrid
+from merjax.inference.artefact import HybridModel
+from merjax.models import CNN, DNN, Fusion
 from merjax.train.fit import FitResult, fit
 from merjax.train.state import create_state
 
@@ -78,88 +79,6 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
                            device_memory_gb=device_memory_gb)
   return fit(state, train_batches=train_batches, val_batches=val_data.epoch, config=config,
              rng=dropout_rng, stage=stage, log=log, mesh=mesh, **fit_kwargs)
-
-
-def apply_in_batches(fn: Callable[[jax.Array], jax.Array], inputs: np.ndarray, *,
-                     batch_size: int = 64) -> np.ndarray:
-  """Runs a jitted ``fn`` over ``inputs`` in padded batches; returns the real rows."""
-  if len(inputs) == 0:
-    raise ValueError("no inputs to process")
-  batch_size = min(batch_size, len(inputs))
-  data = DeviceBatches({"inputs": inputs}, batch_size=batch_size, shuffle=False)
-  outputs, masks = [], []
-  for batch in data.epoch():
-    outputs.append(fn(batch["inputs"]))
-    masks.append(batch["mask"])
-  outputs, masks = jax.device_get((outputs, masks))
-  return np.concatenate(outputs)[np.concatenate(masks) > 0]
-
-
-@dataclasses.dataclass
-class HybridModel:
-  """A trained hybrid: branch and fusion variables plus the input normalisation.
-
-  Attributes:
-    config: the run's configuration.
-    cnn: variables of :class:`merjax.models.CNN` (body and stage-1 head).
-    dnn: variables of :class:`merjax.models.DNN` (body and stage-2 head).
-    fusion: variables of :class:`merjax.models.Fusion`.
-    mel_mean, mel_std: the global log-mel z-normalisation fitted on the training split.
-    feature_preprocessor: the fitted handcrafted-feature transform (``to_dict`` able), or None.
-  """
-
-  config: Config
-  cnn: dict
-  dnn: dict
-  fusion: dict
-  mel_mean: float
-  mel_std: float
-  feature_preprocessor: Any = None
-
-  def hybrid_variables(self) -> dict:
-    """Variables of :class:`merjax.models.Hybrid` assembled from the three stages."""
-    return {"params": {"cnn": self.cnn["params"]["body"], "dnn": self.dnn["params"]["body"],
-                       "fusion": self.fusion["params"]},
-            "batch_stats": {"cnn": self.cnn["batch_stats"]["body"]}}
-
-  def normalise_mels(self, log_mels: np.ndarray) -> np.ndarray:
-    return ((np.asarray(log_mels, np.float32) - self.mel_mean) / self.mel_std).astype(np.float32)
-
-  def logits(self, *, mels: np.ndarray, features: np.ndarray, which: str = "hybrid",
-             batch_size: int = 32) -> np.ndarray:
-    """Logits of one of the three classifiers on normalised mels and preprocessed features.
-
-    Args:
-      mels: normalised log-mels [shape=(n, n_mels, frames)] (for ``cnn`` and ``hybrid``).
-      features: preprocessed features [shape=(n, n_features)] (for ``dnn`` and ``hybrid``).
-      which: ``"cnn"``, ``"dnn"`` or ``"hybrid"``.
-      batch_size: inference batch size.
-
-    Returns:
-      Logits [shape=(n, 4)].
-    """
-    model_config = self.config.model
-    if which == "cnn":
-      fn = jax.jit(lambda x: CNN(model_config).apply(self.cnn, x, train=False))
-      return apply_in_batches(fn, mels, batch_size=batch_size)
-    if which == "dnn":
-      fn = jax.jit(lambda x: DNN(model_config).apply(self.dnn, x, train=False))
-      return apply_in_batches(fn, features, batch_size=batch_size)
-    if which == "hybrid":
-      embeddings = self.embeddings(mels=mels, features=features, batch_size=batch_size)
-      fn = jax.jit(lambda x: Fusion(model_config).apply(self.fusion, x, train=False))
-      return apply_in_batches(fn, embeddings, batch_size=batch_size)
-    raise ValueError(f"which must be cnn, dnn or hybrid, got {which!r}")
-
-  def embeddings(self, *, mels: np.ndarray, features: np.ndarray, batch_size: int = 32
-                 ) -> np.ndarray:
-    """Frozen branch embeddings, concatenated [shape=(n, cnn_embedding + dnn_embedding)]."""
-    model_config = self.config.model
-    cnn = apply_in_batches(jax.jit(lambda x: CNN(model_config).apply(
-        self.cnn, x, method=CNN.embed)), mels, batch_size=batch_size)
-    dnn = apply_in_batches(jax.jit(lambda x: DNN(model_config).apply(
-        self.dnn, x, method=DNN.embed)), features, batch_size=batch_size)
-    return np.concatenate([cnn, dnn], axis=-1)
 
 
 @dataclasses.dataclass

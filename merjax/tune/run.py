@@ -134,7 +134,7 @@ def tune_stages(inputs, *, config: Config, out_dir: str | os.PathLike,
   Returns:
     The searches by stage (those of this run, plus the CNN and DNN ones a fusion run used).
   """
-  from merjax.train.stages import HybridModel
+  from merjax.inference.artefact import HybridModel
   from merjax.tune.report import write_stage_report
   from merjax.tune.search import tune_stage
 
@@ -230,9 +230,9 @@ def tune_dataset(dataset: str, *, config: Config, out: str | os.PathLike,
 def _tuned_model(dataset: str, inputs, searches: dict[str, StageSearch], *, config: Config,
                  out: Path, log: Callable[[str], Any]) -> tuple[Path, dict[str, dict]]:
   from merjax.evaluate import metrics_table, write_report
-  from merjax.model_dir import save_model
+  from merjax.inference.directory import save_model
   from merjax.runs import split_metrics
-  from merjax.train.stages import HybridModel
+  from merjax.inference.artefact import HybridModel
 
   model = HybridModel(config=config, cnn=searches["cnn"].best_variables(),
                       dnn=searches["dnn"].best_variables(),

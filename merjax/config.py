@@ -155,7 +155,9 @@ class TuneConfig(_Replaceable):
 
   trials: int = 10
   searcher: Literal["gp", "tpe", "random"] = "gp"
-  startup_trials: int = 3
+  # Random start-up trials, the lower-end first trial included; None: Keras Tuner's default of
+  # 3 per hyperparameter (9 for optimizer, learning rate and batch size).
+  startup_trials: int | None = None
   optimizers: tuple[str, ...] = OPTIMIZERS
   learning_rates: tuple[float, ...] = LEARNING_RATES
   batch_sizes: tuple[int, ...] = BATCH_SIZES
@@ -167,6 +169,8 @@ class TuneConfig(_Replaceable):
       raise ValueError(f"trials must be positive, got {self.trials}")
     if self.searcher not in ("gp", "tpe", "random"):
       raise ValueError(f"searcher must be gp, tpe or random, got {self.searcher!r}")
+    if self.startup_trials is not None and self.startup_trials < 1:
+      raise ValueError(f"startup_trials must be at least 1, got {self.startup_trials}")
 
 
 # Table 2 of the paper: (batch size, optimizer, learning rate) for the CNN, DNN and fusion stages.
@@ -217,6 +221,9 @@ class Config(_Replaceable):
   fusion: TrainConfig = paper_hparams("merge_audio_balanced", "fusion")
   tune: TuneConfig = TuneConfig()
   features_backend: str = "builtin"
+  # With features_backend "table": the table the DNN trains on, as recorded by
+  # merjax.features.source.table_record (path, sha256, columns, id_column).
+  features_table: dict[str, Any] | None = None
   seed: int = 0
 
   def stage(self, name: str) -> TrainConfig:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import add_dataset_arguments, add_training_arguments
+from merjax.commands._options import (add_dataset_arguments, add_feature_arguments,
+                                      add_training_arguments)
 
 
 def register(subparsers) -> None:
@@ -13,6 +14,7 @@ def register(subparsers) -> None:
       "checkpoints, config, normalisation statistics, feature preprocessing) and its test "
       "report.")
   add_dataset_arguments(parser)
+  add_feature_arguments(parser)
   add_training_arguments(parser)
   parser.add_argument("--out", required=True, help="model directory to create")
   parser.add_argument("--workdir", default=None,

@@ -6,7 +6,7 @@ flax examples override a base config. Table 2 of Louro et al. (2024) is availabl
 
 References:
   Louro et al., "Improving Music Emotion Recognition by Leveraging Handcrafted and Learned
-  Features", LAMIR 2024 (``../shared/reference``), Section 3 and Table 2.
+  Features", LAMIR 2024, Section 3 and Table 2; docs/method.md maps its rules to the code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal
 QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
 STAGES: tuple[str, ...] = ("cnn", "dnn", "fusion")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-# Keras Tuner search space of the authors' group (DESIGN.md §1).
+# Keras Tuner search space of the authors' group (docs/method.md).
 LEARNING_RATES: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 BATCH_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)
 
@@ -42,7 +42,7 @@ class AudioConfig(_Replaceable):
   n_mels: int = 128
   fmin: float = 0.0
   fmax: float | None = None
-  # power_to_db (our choice, DESIGN.md §1): ref=1.0 so that power shift survives.
+  # power_to_db (our choice, docs/method.md): ref=1.0 so that power shift survives.
   ref: float = 1.0
   amin: float = 1e-10
   top_db: float | None = 80.0
@@ -93,7 +93,7 @@ class AugmentConfig(_Replaceable):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Replaceable):
-  """Layer sizes of the three networks (DESIGN.md §1)."""
+  """Layer sizes of the three networks (the open widths: docs/method.md)."""
 
   n_classes: int = 4
   # CNN (Choi et al. 2016, as in the authors' group's Keras code).

@@ -1,4 +1,5 @@
-"""Shared plumbing for the benchmark scripts (output conventions of DESIGN.md §5)."""
+"""Shared plumbing for the benchmark scripts (each row: the case, our
+median and range, the reference implementation and the ratio; see README, Benchmarks)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Training throughput of the CNN and fusion stages, on 1 and N devices, against Keras.
 
-Cases (DESIGN.md §5): ``cnn_train`` (the CNN stage on 938 x 128 log-mels) and
+Cases: ``cnn_train`` (the CNN stage on 938 x 128 log-mels) and
 ``fusion_train`` (the fusion classifier on 400-wide embeddings); every row carries
 ``devices`` and ``impl`` (``fast``: the fused blocks, ``cnn_impl="auto"`` on CPU; ``plain``:
 Flax's own layers, ``auto`` on accelerators).
@@ -235,7 +235,7 @@ def _forwarded(args, *, impls: list[str]) -> list[str]:
 
 
 def _rows(results: list[dict[str, Any]], *, keras_name: str | None) -> list[dict[str, Any]]:
-  """Result dicts -> DESIGN.md §5 rows, each with its reference and ratio."""
+  """Result dicts -> table rows, each with its reference and ratio."""
   by_key = {(r["case"], r["impl"], r["devices"], r["batch"]): r for r in results}
   rows = []
   for r in results:

@@ -6,7 +6,7 @@ flax examples override a base config. Table 2 of Louro et al. (2024) is availabl
 
 References:
   Louro et al., "Improving Music Emotion Recognition by Leveraging Handcrafted and Learned
-  Features", LAMIR 2024 (``../shared/reference``), Section 3 and Table 2.
+  Features", LAMIR 2024, Section 3 and Table 2; docs/method.md maps its rules to the code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal
 QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
 STAGES: tuple[str, ...] = ("cnn", "dnn", "fusion")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-# Keras Tuner search space of the authors' group (DESIGN.md §1).
+# Keras Tuner search space of the authors' group (docs/method.md).
 LEARNING_RATES: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 BATCH_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)
 
@@ -42,7 +42,7 @@ class AudioConfig(_Replaceable):
   n_mels: int = 128
   fmin: float = 0.0
   fmax: float | None = None
-  # power_to_db (our choice, DESIGN.md §1): ref=1.0 so that power shift survives.
+  # power_to_db (our choice, docs/method.md): ref=1.0 so that power shift survives.
   ref: float = 1.0
   amin: float = 1e-10
   top_db: float | None = 80.0
@@ -129,7 +129,7 @@ def resolve_cnn_impl(impl: str, *, backend: str | None = None) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Replaceable):
-  """Layer sizes of the three networks (DESIGN.md §1)."""
+  """Layer sizes of the three networks (the open widths: docs/method.md)."""
 
   n_classes: int = 4
   # CNN (Choi et al. 2016, as in the authors' group's Keras code).
@@ -194,7 +194,9 @@ class TuneConfig(_Replaceable):
 
   trials: int = 10
   searcher: Literal["gp", "tpe", "random"] = "gp"
-  startup_trials: int = 3
+  # Random start-up trials, the lower-end first trial included; None: Keras Tuner's default of
+  # 3 per hyperparameter (9 for optimizer, learning rate and batch size).
+  startup_trials: int | None = None
   optimizers: tuple[str, ...] = OPTIMIZERS
   learning_rates: tuple[float, ...] = LEARNING_RATES
   batch_sizes: tuple[int, ...] = BATCH_SIZES
@@ -212,6 +214,8 @@ class TuneConfig(_Replaceable):
       raise ValueError(f"trials must be positive, got {self.trials}")
     if self.searcher not in ("gp", "tpe", "random"):
       raise ValueError(f"searcher must be gp, tpe or random, got {self.searcher!r}")
+    if self.startup_trials is not None and self.startup_trials < 1:
+      raise ValueError(f"startup_trials must be at least 1, got {self.startup_trials}")
 
 
 # Table 2 of the paper: (batch size, optimizer, learning rate) for the CNN, DNN and fusion stages.
@@ -262,6 +266,9 @@ class Config(_Replaceable):
   fusion: TrainConfig = paper_hparams("merge_audio_balanced", "fusion")
   tune: TuneConfig = TuneConfig()
   features_backend: str = "builtin"
+  # With features_backend "table": the table the DNN trains on, as recorded by
+  # merjax.features.source.table_record (path, sha256, columns, id_column).
+  features_table: dict[str, Any] | None = None
   seed: int = 0
 
   def stage(self, name: str) -> TrainConfig:

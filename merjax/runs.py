@@ -49,6 +49,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   from merjax import parallel
   from merjax._fs import atomic_directory, check_writable
   from merjax.evaluate import metrics_table, write_report
+  from merjax.features.source import features_record
   from merjax.inference.directory import save_model
   from merjax.train.stages import train_hybrid
   from merjax.workflow import prepare_inputs
@@ -85,7 +86,8 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   # Written under a temporary name and renamed when complete: a kill during the save leaves
   # no half-written --out, and the same command run again just works.
   with atomic_directory(out) as partial:
-    save_model(model, partial, training={"dataset": dataset, "stages": training})
+    save_model(model, partial, training={"dataset": dataset, "features": features_record(config),
+                                         "stages": training})
     if parallel.is_primary():
       write_report(results, partial / "test", title=f"{dataset}, test split")
   log(metrics_table(results, title=f"{dataset} test"))
@@ -100,6 +102,8 @@ def _silent(message: str) -> None:
 def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
                    data_dir: str | os.PathLike | None = None, split: str = "test",
                    out: str | os.PathLike | None = None, workers: int | None = None,
+                   features: str | None = None, table: str | os.PathLike | None = None,
+                   id_column: str | None = None,
                    log: Callable[[str], Any] = print) -> dict[str, dict]:
   """Scores a saved model on one split of a prepared dataset.
 
@@ -110,6 +114,10 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
     split: ``test`` (default), ``validate`` or ``train``.
     out: where to write the report (default: ``MODEL_DIR/eval-DATASET-SPLIT``).
     workers: feature-extraction processes.
+    features: ``--features`` as given; must be the model's own (None: the model's).
+    table: for a model trained on a feature table, a table with the same columns to read
+      instead of the recorded one (e.g. with rows for other songs).
+    id_column: that table's song-id column.
     log: progress sink.
 
   Returns:
@@ -117,10 +125,14 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   """
   from merjax.data.store import open_prepared
   from merjax.evaluate import metrics_table, write_report
+  from merjax.features.source import model_table
   from merjax.inference.directory import load_model
   from merjax.workflow import fit_clip_length, model_inputs
 
   model = load_model(model_dir)
+  preprocessor = model.feature_preprocessor
+  config = model_table(model.config, features=features, table=table, id_column=id_column,
+                       expected_names=None if preprocessor is None else preprocessor.input_names)
   prepared = open_prepared(dataset, data_dir)
   index = np.flatnonzero(np.asarray(prepared.splits) == split)
   if len(index) == 0:
@@ -132,8 +144,9 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
                       f"{audio.sample_rate}")
   log(f"evaluating {model_dir} on {len(index)} {split} clips of {prepared.name}")
   waveforms = fit_clip_length(prepared.waveforms(index), audio.clip_samples)
-  mels, features = model_inputs(model, waveforms, workers=workers)
-  results = split_metrics(model, mels=mels, features=features,
+  mels, inputs = model_inputs(model, waveforms, workers=workers, config=config,
+                             song_ids=np.asarray(prepared.song_ids)[index])
+  results = split_metrics(model, mels=mels, features=inputs,
                          labels=np.asarray(prepared.labels)[index])
   safe_name = dataset.replace(":", "_").replace("/", "_")
   out = Path(out) if out is not None else Path(model_dir) / f"eval-{safe_name}-{split}"

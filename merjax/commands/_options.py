@@ -25,6 +25,20 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, synthetic: bool = 
                         help="clip length in seconds (default: 30; 5 for --dataset synthetic)")
 
 
+def add_feature_arguments(parser: argparse.ArgumentParser, *, model: bool = False) -> None:
+  """``--features``, ``--table`` and ``--id-column``, as ``merjax features`` means them."""
+  default = "the model's" if model else "builtin"
+  parser.add_argument("--features", choices=("builtin", "essentia", "table"), default=None,
+                      help="the DNN branch's features: builtin, essentia (needs pip install "
+                      "'merjax[essentia]') or table (the CSV given with --table, e.g. the "
+                      f"authors' 4QAED all_features.csv) (default: {default})")
+  parser.add_argument("--table", default=None,
+                      help="CSV of precomputed features keyed by song id (--features table)"
+                      + ("; default: the table recorded in the model" if model else ""))
+  parser.add_argument("--id-column", default=None,
+                      help="the table's song-id column (default: Song, else the first column)")
+
+
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--hparams", default=None,
                       help="Table 2 preset to train with (merge_audio_balanced, ...); default: "
@@ -191,5 +205,9 @@ def config_from_args(args):
     stages[name] = stages[name].replace(batch_size=batch_size)
   model_changes = {key: value for key in ("dtype", "cnn_impl")
                    if (value := getattr(args, key, None)) is not None}
-  return config.replace(augment=config.augment.replace(mode=args.augment, seed=args.seed),
-                        model=config.model.replace(**model_changes), seed=args.seed, **stages)
+  config = config.replace(augment=config.augment.replace(mode=args.augment, seed=args.seed),
+                          model=config.model.replace(**model_changes), seed=args.seed, **stages)
+  from merjax.features.source import features_config
+  return features_config(config, features=getattr(args, "features", None),
+                         table=getattr(args, "table", None),
+                         id_column=getattr(args, "id_column", None))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import (
-  add_dataset_arguments,
-  add_device_memory_argument,
-  add_execution_arguments,
-  add_training_arguments,
-)
+from merjax.commands._options import (add_dataset_arguments, add_device_memory_argument,
+                                      add_execution_arguments, add_feature_arguments,
+                                      add_training_arguments)
 
 
 def register(subparsers) -> None:
@@ -18,6 +15,7 @@ def register(subparsers) -> None:
       "checkpoints, config, normalisation statistics, feature preprocessing) and its test "
       "report.")
   add_dataset_arguments(parser)
+  add_feature_arguments(parser)
   add_training_arguments(parser)
   add_execution_arguments(parser)
   add_device_memory_argument(parser)

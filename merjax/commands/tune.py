@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import add_dataset_arguments, add_execution_arguments
+from merjax.commands._options import (add_dataset_arguments, add_execution_arguments,
+                                      add_feature_arguments)
 
 
 def register(subparsers) -> None:
@@ -18,6 +19,7 @@ def register(subparsers) -> None:
       "JSON) and a plot; after the fusion stage, the tuned model directory and its test "
       "report.")
   add_dataset_arguments(parser)
+  add_feature_arguments(parser)
   parser.add_argument("--out", required=True,
                       help="output directory (Ray experiments, results tables, tuned model)")
   parser.add_argument("--stage", choices=("cnn", "dnn", "fusion", "all"), default="all",
@@ -28,6 +30,10 @@ def register(subparsers) -> None:
   parser.add_argument("--searcher", choices=("gp", "tpe", "random"), default=None,
                       help="gp: Gaussian-process Bayesian optimisation as in Keras Tuner; tpe: "
                       "optuna's TPE; random (default: gp)")
+  parser.add_argument("--startup-trials", type=int, default=None,
+                      help="random start-up trials before the Gaussian process guides the "
+                      "search, the lower-end first trial included (default: Keras Tuner's 3 per "
+                      "hyperparameter, i.e. 9; always fewer than --trials)")
   parser.add_argument("--max-concurrent", type=int, default=None,
                       help="trials running at once (default: 1, as the paper's sequential "
                       "search)")
@@ -73,6 +79,10 @@ def tune_config_from_args(args):
     changes["searcher"] = args.searcher
   if args.max_concurrent is not None:
     changes["max_concurrent"] = args.max_concurrent
+  if args.startup_trials is not None:
+    if args.startup_trials < 1:
+      raise MerjaxError(f"--startup-trials must be at least 1, got {args.startup_trials}")
+    changes["startup_trials"] = args.startup_trials
   if changes.get("trials", 1) < 1:
     raise MerjaxError(f"--trials must be at least 1, got {args.trials}")
   if changes.get("max_concurrent", 1) < 1:

@@ -55,8 +55,39 @@ def _init_variables(model, params_rng: jax.Array, dropout_rng: jax.Array, inputs
   return model.init({"params": params_rng, "dropout": dropout_rng}, inputs, train=False)
 
 
+def scale_by_keras_adam(b1: float = 0.9, b2: float = 0.999,
+                        eps: float = 1e-7) -> optax.GradientTransformation:
+  """Adam's scaling exactly as Keras computes it (``keras.optimizers.Adam``).
+
+  Keras adds ``epsilon`` to the square root of the *uncorrected* second moment and folds both
+  bias corrections into the step size: ``alpha_t = sqrt(1 - b2**t) / (1 - b1**t)`` and
+  ``update = alpha_t * m / (sqrt(v) + eps)`` (Kingma and Ba's "epsilon hat"). optax's
+  ``scale_by_adam`` adds ``eps`` to the corrected root instead, which differs whenever
+  gradients are small next to ``eps``. The state is optax's ``ScaleByAdamState``.
+  """
+
+  def init(params):
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros,
+                                  nu=jax.tree_util.tree_map(jnp.zeros_like, params))
+
+  def update(updates, state, params=None):
+    del params
+    mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
+    nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, updates)
+    count = optax.safe_int32_increment(state.count)
+    t = count.astype(jnp.float32)
+    alpha = jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+    updates = jax.tree_util.tree_map(
+        lambda m, v: (alpha * m / (jnp.sqrt(v) + eps)).astype(m.dtype), mu, nu)
+    return updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-  """Plain SGD or Adam with Keras' defaults (no momentum; Adam eps=1e-7).
+  """Plain SGD or Adam with Keras' defaults (no momentum; Adam eps=1e-7 as Keras applies it,
+  see :func:`scale_by_keras_adam`).
 
   Args:
     config: the stage's :class:`~merjax.config.TrainConfig`.
@@ -73,7 +104,8 @@ def _optimizer(optimizer: str, learning_rate: float) -> optax.GradientTransforma
   if optimizer == "sgd":
     return optax.sgd(learning_rate)
   if optimizer == "adam":
-    return optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-7)
+    return optax.chain(scale_by_keras_adam(b1=0.9, b2=0.999, eps=1e-7),
+                       optax.scale_by_learning_rate(learning_rate))
   raise ValueError(f"unknown optimizer {optimizer!r}")
 
 

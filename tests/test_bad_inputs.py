@@ -268,7 +268,7 @@ def test_an_output_under_a_file_is_refused(tmp_path, capsys):
                "1", "--out", str(blocker / "f.npz")])
   assert code == 2
   line = _one_line_error(capsys, "features")
-  assert f"--out {blocker}: not writable (is a file, not a directory)" in line
+  assert f"--out {blocker / 'f.npz'}: not writable ({blocker} is a file, not a directory)" in line
 
 
 def test_atomic_directory_leaves_nothing_half_written(tmp_path):

@@ -415,3 +415,49 @@ def test_a_text_column_is_left_out_by_name(tmp_path):
   with pytest.raises(MerjaxError, match=r"column 'title' holds no numbers \(e\.g\. 'Intro' in "
                                         r"row 2\)"):
     read_feature_table(path, id_column="track", columns=["title", "energy"])
+
+
+# -- 10. the librosa paths merjax and its benchmarks call run without crashing ---------------------
+
+_LIBROSA_PATHS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import librosa
+
+def step(name):
+  print("step", name, flush=True)
+
+sr = 16000
+t = np.arange(3 * sr) / sr
+y = (0.4 * np.sin(2 * np.pi * 440.0 * t) * (1 + 0.3 * np.sin(2 * np.pi * 2 * t))
+     + 0.02 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+step("estimate_tuning"); librosa.estimate_tuning(y=y, sr=sr)
+step("estimate_tuning float64"); librosa.estimate_tuning(y=y.astype(np.float64), sr=sr)
+step("chroma_stft"); librosa.feature.chroma_stft(y=y, sr=sr)
+step("melspectrogram"); librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr))
+step("mfcc and spectral features"); librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
+librosa.feature.spectral_contrast(y=y, sr=sr); librosa.feature.zero_crossing_rate(y)
+step("tempo"); librosa.feature.tempo(y=y, sr=sr)
+step("pitch_shift"); librosa.effects.pitch_shift(y, sr=sr, n_steps=2, res_type="fft")
+step("time_stretch"); librosa.effects.time_stretch(y, rate=1.2)
+step("merjax builtin features")
+from merjax.features import extract_features
+values = extract_features(y[None], backend="builtin", workers=1, progress=False)
+assert values.shape[0] == 1 and np.isfinite(values).mean() > 0.9, values.shape
+print("all librosa paths ok", flush=True)
+"""
+
+
+def test_the_librosa_paths_run_without_crashing():
+  """In a subprocess, so that a crash in numba-compiled code (SIGSEGV) fails this test only."""
+  result = subprocess.run([sys.executable, "-c", _LIBROSA_PATHS, ROOT], capture_output=True,
+                          text=True, timeout=600)
+  steps = [line[5:] for line in result.stdout.splitlines() if line.startswith("step ")]
+  assert result.returncode == 0, (
+      f"librosa died in step {steps[-1] if steps else '(import)'!r} with exit status "
+      f"{result.returncode} (negative: killed by that signal; -11 is SIGSEGV, e.g. numba and "
+      f"numpy versions other than pyproject.toml's pins, or a numba cache in librosa's "
+      f"__pycache__ written by racing processes: delete its *.nbi and *.nbc files)\n"
+      f"{result.stderr[-3000:]}")
+  assert "all librosa paths ok" in result.stdout

@@ -30,8 +30,8 @@ def _nearest_existing(path: Path) -> Path:
   return path
 
 
-def check_writable(path: str | os.PathLike, *, what: str) -> Path:
-  """Checks that ``path`` can be created (or written into) as a directory.
+def check_writable(path: str | os.PathLike, *, what: str, file: bool = False) -> Path:
+  """Checks that ``path`` can be created (or written into) as a directory, or as a file.
 
   The nearest existing folder on the way is probed by creating and removing a file in it, so
   read-only file systems, permissions and immutable folders are all caught (``os.access``
@@ -40,6 +40,7 @@ def check_writable(path: str | os.PathLike, *, what: str) -> Path:
   Args:
     path: the directory a command will write (need not exist yet).
     what: how the message names it, e.g. ``"--out"``.
+    file: ``path`` is a file to write (its folder is probed), not a directory.
 
   Returns:
     ``path`` as an absolute :class:`Path`.
@@ -49,10 +50,13 @@ def check_writable(path: str | os.PathLike, *, what: str) -> Path:
       is not writable.
   """
   path = Path(path).absolute()
-  existing = _nearest_existing(path)
+  if file and path.is_dir():
+    raise MerjaxError(f"{what} {path} is a directory; give a file name")
+  existing = _nearest_existing(path.parent if file else path)
+  if existing == path and not path.is_dir():
+    raise MerjaxError(f"{what} {path} exists and is not a directory")
   if not existing.is_dir():
-    where = "is" if existing == path else f"has {existing}, which is"
-    raise MerjaxError(f"{what} {path}: not writable ({where} a file, not a directory)")
+    raise MerjaxError(f"{what} {path}: not writable ({existing} is a file, not a directory)")
   try:
     fd, probe = tempfile.mkstemp(prefix=".merjax-write-test-", dir=existing)
     os.close(fd)

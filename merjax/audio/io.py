@@ -22,6 +22,7 @@ import dataclasses
 import io
 import math
 import os
+import re
 import struct
 from typing import BinaryIO, Union
 
@@ -115,11 +116,12 @@ def _read_soundfile(source: Source) -> tuple[np.ndarray, int, int]:
 
 
 def _soundfile_reason(error: Exception) -> str:
-  reason = str(error).split("': ", 1)[-1].strip().rstrip(".")
+  # "Error opening '/path': reason." or "Error opening <_io.BytesIO object at 0x..>: reason."
+  reason = re.sub(r"^Error opening (?:'.*?'|<.*?>): ", "", str(error)).strip().rstrip(".")
   # libsndfile says this for any byte stream it cannot identify, even an existing file.
   if "does not exist or is not a regular file" in reason:
     return "format not recognised"
-  return reason or type(error).__name__
+  return reason[:1].lower() + reason[1:] if reason else type(error).__name__
 
 
 def decoder_info() -> dict[str, str]:

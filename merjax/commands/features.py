@@ -68,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
   workers = (os.cpu_count() or 1) if args.workers is None else args.workers
   if args.out is not None:
-    if Path(args.out).is_dir():
-      raise MerjaxError(f"--out {args.out} is a directory; give a file name ending in .npz")
-    check_writable(Path(args.out).absolute().parent, what="--out")
+    check_writable(args.out, what="--out", file=True)
   features, directory = dataset_features(
       args.dataset, data_dir=args.data_dir, backend=args.backend, table=args.table,
       id_column=args.id_column, workers=workers, progress=not args.no_progress,

@@ -127,8 +127,11 @@ class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       tfds.disable_progress_bar()
     # TFDS wants a folder as manual_dir; a zip or CSV file is read through its parent.
     self._manual_path = os.path.abspath(os.fspath(manual_dir))
-    # TFDS prints its progress to stdout; keep stdout for results (summaries, --json).
-    with contextlib.redirect_stdout(sys.stderr):
+    # TFDS prints its progress to stdout; keep stdout for results (summaries, --json), and
+    # without progress, print none of it (an error then stays the only line on stderr).
+    with contextlib.ExitStack() as stack:
+      sink = sys.stderr if self.progress else stack.enter_context(open(os.devnull, "w"))
+      stack.enter_context(contextlib.redirect_stdout(sink))
       self.download_and_prepare(
           download_dir=os.path.join(os.fspath(self.data_dir_root), "_downloads"),
           download_config=tfds.download.DownloadConfig(

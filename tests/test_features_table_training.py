@@ -172,3 +172,31 @@ def test_a_changed_table_is_noticed(setup, tmp_path, capsys):
     table_inputs(record, ids)
   with pytest.raises(MerjaxError, match="no row for 1 song"):
     table_inputs(table_record(copy), [*ids, "nobody"])
+
+
+def _experiment(name):
+  import importlib.util
+  import sys
+  from pathlib import Path
+  path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+  spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_the_experiments_take_the_feature_options(tmp_path, capsys):
+  paper = _experiment("paper")
+  assert paper.main(["--features", "table", "--out", str(tmp_path / "p")]) == 2
+  assert "--features table needs the CSV" in capsys.readouterr().err
+  assert paper.experiment().tune.startup_trials is None  # Keras Tuner's default
+  ablations = _experiment("ablations")
+  with pytest.raises(MerjaxError, match="--table is only used with --features table"):
+    ablations.main(["--quick", "--table", str(tmp_path / "t.csv"), "--out", str(tmp_path / "a")])
+  table = tmp_path / "t.csv"
+  _write_table(table, ["SYN-Q1-0000"], [0])
+  from merjax.features.source import features_config
+  from merjax.config import Config
+  config = features_config(Config(), features="table", table=table)
+  assert config.features_backend == "table" and config.features_table["columns"] == N_COLUMNS

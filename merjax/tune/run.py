@@ -246,7 +246,10 @@ def _tuned_model(dataset: str, inputs, searches: dict[str, StageSearch], *, conf
                       "best_val_accuracy": s.best.best_val_accuracy,
                       "stop_reason": s.best.stop_reason, "checkpoint": s.best.checkpoint}
               for stage, s in searches.items()}
-  save_model(model, model_dir, training={"dataset": dataset, "tuned": True, "stages": training})
+  from merjax.features.source import features_record
+  save_model(model, model_dir, training={"dataset": dataset, "tuned": True,
+                                         "features": features_record(config),
+                                         "stages": training})
   data = inputs.stage_data
   results = split_metrics(model, mels=data.mels["test"], features=data.features["test"],
                           labels=data.labels["test"])

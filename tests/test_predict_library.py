@@ -216,7 +216,7 @@ def test_broken_file_is_reported_and_the_rest_predicted(model_dir, library, caps
 def test_bad_arguments_fail_with_one_line(model_dir, library, tmp_path, capsys):
   for extra, message in ((["--out", str(tmp_path / "r.txt")], "--out must end in .jsonl"),
                          (["--hop", "0"], "--hop must be positive"),
-                         (["--workers", "0"], "--workers must be a positive integer"),
+                         (["--workers", "0"], "--workers must be at least 1"),
                          (["--out", str(tmp_path / "no" / "r.csv")], "does not exist")):
     assert main(["predict", str(library), "--model", str(model_dir), *extra]) == 2
     err = capsys.readouterr().err

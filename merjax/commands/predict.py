@@ -51,16 +51,9 @@ def run(args) -> int:
   import os
   import sys
 
-  from merjax.errors import MerjaxError
   from merjax.inference.predict import format_text, predict_library
 
   workers = args.workers if args.workers is not None else min(4, os.cpu_count() or 1)
-  for name, value in (("--workers", workers), ("--batch-size", args.batch_size),
-                      ("--max-windows", args.max_windows)):
-    if value < 1:
-      raise MerjaxError(f"{name} must be a positive integer, got {value}")
-  if args.hop is not None and not args.hop > 0:
-    raise MerjaxError(f"--hop must be positive, got {args.hop}")
 
   def show(prediction) -> None:
     if args.out is None:

@@ -349,6 +349,21 @@ def _finish(song: _Song, *, per_window: bool) -> Prediction:
   return p
 
 
+def check_options(*, which: str, segment: str, hop_seconds: float | None, max_windows: int,
+                  workers: int, batch_size: int) -> None:
+  """Refuses bad prediction options in one line (named as the command line names them)."""
+  if which not in WHICH:
+    raise MerjaxError(f"--which must be one of {', '.join(WHICH)}, got {which!r}")
+  if segment not in SEGMENTS:
+    raise MerjaxError(f"--segment must be one of {', '.join(SEGMENTS)}, got {segment!r}")
+  if hop_seconds is not None and not hop_seconds > 0:
+    raise MerjaxError(f"--hop must be positive, got {hop_seconds}")
+  for name, value in (("--max-windows", max_windows), ("--workers", workers),
+                      ("--batch-size", batch_size)):
+    if not value >= 1:
+      raise MerjaxError(f"{name} must be at least 1, got {value}")
+
+
 def predict_songs(paths: Sequence[str], *, model, which: str = "hybrid",
                   segment: str = "windows", hop_seconds: float | None = None,
                   max_windows: int = DEFAULT_MAX_WINDOWS, per_window: bool = False,
@@ -372,15 +387,9 @@ def predict_songs(paths: Sequence[str], *, model, which: str = "hybrid",
   from merjax.inference.songs import read_windows
 
   audio = model.config.audio
-  if which not in WHICH:
-    raise MerjaxError(f"--which must be one of {', '.join(WHICH)}, got {which!r}")
-  if segment not in SEGMENTS:
-    raise MerjaxError(f"--segment must be one of {', '.join(SEGMENTS)}, got {segment!r}")
+  check_options(which=which, segment=segment, hop_seconds=hop_seconds, max_windows=max_windows,
+                workers=workers, batch_size=batch_size)
   hop_seconds = audio.clip_seconds if hop_seconds is None else hop_seconds
-  for name, value in (("--hop", hop_seconds), ("--max-windows", max_windows),
-                      ("--workers", workers), ("--batch-size", batch_size)):
-    if not value > 0:
-      raise MerjaxError(f"{name} must be positive, got {value}")
   backend, names = None, None
   if which != "cnn":
     from merjax.features.backends import feature_names
@@ -466,6 +475,8 @@ def predict_library(inputs: Sequence[str | os.PathLike], *, model_dir: str | os.
 
   from merjax.inference.directory import load_model
 
+  check_options(which=which, segment=segment, hop_seconds=hop_seconds, max_windows=max_windows,
+                workers=workers, batch_size=batch_size)
   model = load_model(model_dir)
   if which != "cnn":  # a model trained on a feature table cannot compute its features
     from merjax.features.backends import audio_backend

@@ -64,7 +64,11 @@ def run(args) -> int:
                             segment=args.segment, hop_seconds=args.hop,
                             max_windows=args.max_windows, per_window=args.per_window,
                             workers=workers, batch_size=args.batch_size,
-                            progress=not args.no_progress, on_prediction=show)
+                            # lines on a terminal would tear the bar: it shows with --out or
+                            # when stdout goes to a file or pipe
+                            progress=not args.no_progress and (args.out is not None
+                                                               or not sys.stdout.isatty()),
+                            on_prediction=show)
   if args.out is not None:
     print(f"{summary.predicted} song(s) predicted, {summary.failed} failed, {summary.skipped} "
           f"already in {args.out}", file=sys.stderr)

@@ -197,6 +197,16 @@ def test_csv_output_resumes_and_refuses_other_settings(model_dir, library, tmp_p
   assert main(["predict", str(library / "c_mid.ogg"), "--model", str(model_dir), "--which",
                "dnn", "--out", str(out), "--no-progress"]) == 2
   assert "holds predictions made with --which cnn" in capsys.readouterr().err
+  from merjax.errors import MerjaxError
+  from merjax.inference.predict import ResultsFile
+  writing = ResultsFile(out, which="cnn", segment="windows")  # a run in progress
+  try:
+    with pytest.raises(MerjaxError, match="being written by another merjax predict"):
+      ResultsFile(out, which="cnn", segment="windows")
+  finally:
+    writing.close()
+  header = out.read_text().splitlines()[0]
+  assert out.read_text().count(header) == 1  # reopening never writes a second header
 
 
 def test_broken_file_is_reported_and_the_rest_predicted(model_dir, library, capsys):

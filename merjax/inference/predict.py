@@ -146,40 +146,55 @@ class ResultsFile:
       raise MerjaxError(f"--out {self.path}: folder {parent} does not exist")
     self.per_window = per_window
     self.done: set[str] = set()
-    records = self._read_existing()
-    for record in records:
-      if (record.get("which"), record.get("segment")) != (which, segment):
-        raise MerjaxError(
-            f"--out {self.path} holds predictions made with --which {record.get('which')} "
-            f"--segment {record.get('segment')}; use another --out for --which {which} "
-            f"--segment {segment}")
-      self.done.add(os.path.abspath(record["path"]))
     try:
-      self._file = open(self.path, "a", encoding="utf-8", newline="")
+      self._file = open(self.path, "a+", encoding="utf-8", newline="")
     except OSError as error:
       raise MerjaxError(f"cannot write --out {self.path}: {error.strerror}") from None
+    try:
+      self._lock()
+      records = self._read_existing()
+      for record in records:
+        if (record.get("which"), record.get("segment")) != (which, segment):
+          raise MerjaxError(
+              f"--out {self.path} holds predictions made with --which {record.get('which')} "
+              f"--segment {record.get('segment')}; use another --out for --which {which} "
+              f"--segment {segment}")
+        self.done.add(os.path.abspath(record["path"]))
+    except BaseException:
+      self._file.close()
+      raise
     self._csv = None
     if self.format == "csv":
       self._csv = csv.DictWriter(self._file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-      if not records:
+      if self._file.tell() == 0:
         self._csv.writeheader()
         self._file.flush()
 
+  def _lock(self) -> None:
+    """One run writes a given ``--out`` at a time (an advisory lock, where the OS has one)."""
+    try:
+      import fcntl
+    except ImportError:  # not on Windows
+      return
+    try:
+      fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise MerjaxError(f"--out {self.path} is being written by another merjax predict; "
+                        "wait for it or choose another --out") from None
+
   def _read_existing(self) -> list[dict[str, Any]]:
-    if not self.path.exists():
-      return []
     data = self.path.read_bytes()
     complete = data[:data.rfind(b"\n") + 1]
     if len(complete) != len(data):  # a line cut short by a kill: drop it
-      with open(self.path, "r+b") as f:
-        f.truncate(len(complete))
-    text = complete.decode("utf-8")
-    if self.format == "jsonl":
-      try:
+      self._file.truncate(len(complete))
+    self._file.seek(0, os.SEEK_END)
+    try:
+      text = complete.decode("utf-8")
+      if self.format == "jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
-      except json.JSONDecodeError as error:
-        raise MerjaxError(f"--out {self.path} is not a JSON Lines file of predictions "
-                          f"(line {error.lineno}... {error.msg})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+      raise MerjaxError(f"--out {self.path} is not a {self.format.upper()} file of merjax "
+                        f"predictions ({error})") from None
     reader = csv.DictReader(io.StringIO(text))
     if text and tuple(reader.fieldnames or ()) != CSV_COLUMNS:
       raise MerjaxError(f"--out {self.path} is not a merjax predictions CSV (its header is "

@@ -310,3 +310,22 @@ def test_forward_compiles_once_for_models_of_the_same_shapes(model_dir):
   assert forward._cache_size() == compiled  # the weights are arguments, not constants
   assert not np.allclose(first, second)
   np.testing.assert_array_equal(first, model.logits(mels=mels, features=features, batch_size=2))
+
+
+def _read_or_crash(path):
+  """A stand-in decoder that kills its worker process on files named ``crash*``."""
+  from merjax.inference.songs import SongWindows
+  if os.path.basename(path).startswith("crash"):
+    os._exit(1)
+  return SongWindows(path=path, duration_seconds=1.0)
+
+
+def test_a_file_that_kills_its_decoder_fails_alone():
+  from merjax.inference.predict import _decoded
+
+  paths = [f"/nowhere/song{i}.wav" for i in range(3)] + ["/nowhere/crash.wav"] + [
+      f"/nowhere/song{i}.wav" for i in range(3, 9)]
+  songs = list(_decoded(paths, _read_or_crash, workers=2))
+  assert [s.path for s in songs] == paths  # in order, each once
+  assert [s.error is not None for s in songs] == [p.endswith("crash.wav") for p in paths]
+  assert "the decoder crashed on this file" in songs[3].error

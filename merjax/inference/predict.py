@@ -255,28 +255,52 @@ def _worker_init(parent: int) -> None:
 
 def _decoded(paths: Sequence[str], read: Callable[[str], SongWindows], *, workers: int
              ) -> Iterator[SongWindows]:
-  """``read(path)`` of every path, in order, with at most ``2 * workers + 2`` in flight."""
+  """``read(path)`` of every path, in order, with at most ``2 * workers + 2`` in flight.
+
+  A file that kills its worker process (a decoder crash) fails alone: the songs that were in
+  flight are retried one at a time in a fresh pool, and the one that crashes it again gets an
+  error instead of stopping the run.
+  """
   if workers <= 1:
     for path in paths:
       yield read(path)
     return
   context = multiprocessing.get_context("spawn")  # never fork a process that holds JAX
-  pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                                initializer=_worker_init,
-                                                initargs=(os.getpid(),))
+
+  def start() -> concurrent.futures.ProcessPoolExecutor:
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                                  initializer=_worker_init,
+                                                  initargs=(os.getpid(),))
+
+  pool = start()
+  todo = collections.deque(paths)
+  suspects: collections.deque = collections.deque()  # in flight when a worker died
+  pending: collections.deque = collections.deque()   # (path, future, submitted alone)
   finished = False
   try:
-    pending: collections.deque = collections.deque()
-    todo = iter(paths)
-    for path in todo:
-      pending.append(pool.submit(read, path))
-      if len(pending) >= 2 * workers + 2:
+    while True:
+      if suspects:
+        if not pending:
+          path = suspects.popleft()
+          pending.append((path, pool.submit(read, path), True))
+      else:
+        while todo and len(pending) < 2 * workers + 2:
+          path = todo.popleft()
+          pending.append((path, pool.submit(read, path), False))
+      if not pending:
         break
-    while pending:
-      song = pending.popleft().result()
-      for path in todo:
-        pending.append(pool.submit(read, path))
-        break
+      path, future, alone = pending.popleft()
+      try:
+        song = future.result()
+      except concurrent.futures.process.BrokenProcessPool:
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = start()
+        if not alone:
+          suspects.extendleft(reversed([path] + [p for p, _, _ in pending]))
+          pending.clear()
+          continue
+        song = SongWindows(path=path, error=f"{path}: the decoder crashed on this file (its "
+                           "worker process died)")
       yield song
     finished = True
   finally:

@@ -1,30 +1,34 @@
 """Songs/s and peak host memory of ``merjax predict`` on a library of full-length songs.
 
 Case ``predict`` (DESIGN.md section 5), one row per classifier (``--which``, default ``cnn`` and
-``hybrid``) and library size (``--songs``, default 1, 100 and 1000): ``merjax predict FOLDER
---out results.jsonl`` with its defaults (``--segment windows``: 30 s windows at most 30 s apart,
-at most 10; worker processes for decoding and features; batched device inference), against a
-straightforward per-file loop in one process: ``librosa.load`` of the whole song, the same
-windows, ``librosa`` log-mel of each window (and for the hybrid the builtin features of each
-window), and one model call per song. Both run as their own process, start-up and compilation
-included; peak memory is the largest sum of the resident memory of the process and its
-children, sampled every 20 ms. ``max_prob_diff`` is the largest difference between the two
+``hybrid``), segment policy (``--segment``, default ``windows``: 30 s windows at most 30 s
+apart, at most 10, covering a 3-5 minute song) and library size (``--songs``, default 1, 100
+and 1000): ``merjax predict FOLDER --out results.jsonl`` with its defaults (worker processes for
+decoding and features, batched device inference), against a straightforward per-file loop in
+one process: ``librosa.load`` of the whole song, the same windows, ``librosa`` log-mel of each
+window (and for the hybrid the builtin features of each window), one model call per song. The
+loop runs on at most ``--reference-songs`` (default 100) songs of each library, since its
+songs/s does not depend on the library's size. Both run as their own process, start-up and
+compilation included; peak memory is the largest sum of the resident memory of the process and
+its children, sampled every 20 ms. ``max_prob_diff`` is the largest difference between the two
 runs' song probabilities (float32 mel and batching differences only).
 
-Songs are generated: ``--distinct`` (default 10) songs of ``--seconds`` (default 180-300 s:
-3-5 minutes), 44.1 kHz stereo, written as ``--format`` (default OGG); a library of N songs
-hard-links them under N names, so the disk holds only the distinct ones while every song is
-decoded in full. The model has the paper's sizes and random weights: speed does not depend on
-the weights. The full default run takes about an hour on 2 cores; ``--songs 1 3 --seconds 20
-40 --distinct 2`` checks that it works in a few minutes.
+Songs are generated: ``--distinct`` (default 10) songs of ``--seconds`` (default 180-300 s),
+44.1 kHz stereo, written as ``--format`` (default OGG); a library of N songs hard-links them
+under N names, so the disk holds only the distinct ones while every song is decoded in full.
+The model has the paper's sizes and random weights: speed does not depend on the weights.
+``--songs 1 3 --seconds 20 40 --distinct 2`` checks that the script works in a few minutes;
+the full default run takes more than an hour on 2 cores (mostly the 1000-song libraries:
+decoding a 4-minute OGG and resampling it with soxr takes 1-2 s of one core).
 
-Run: ``python benchmarks/predict.py [--songs 1 100 1000] [--which cnn hybrid] [--json]
-[--markdown PATH]``.
+Run: ``python benchmarks/predict.py [--songs 1 100 1000] [--which cnn hybrid]
+[--segment windows middle] [--json] [--markdown PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -109,8 +113,12 @@ def _run_measured(command: list[str]) -> tuple[float, float]:
   return wall, peak / 2**20
 
 
-def reference_loop(folder: str, *, model_dir: str, which: str, out: str) -> None:
-  """The straightforward per-file loop: decode, windows, librosa mel, one model call per song."""
+def reference_loop(folder: str, *, model_dir: str, which: str, segment: str, songs: int,
+                   out: str) -> None:
+  """The straightforward per-file loop: decode, windows, librosa mel, one model call per song.
+
+  Runs on the first ``songs`` files of ``folder`` (sorted).
+  """
   import librosa
 
   from merjax.audio.io import fix_length
@@ -121,11 +129,11 @@ def reference_loop(folder: str, *, model_dir: str, which: str, out: str) -> None
   model = load_model(model_dir)
   audio = model.config.audio
   with open(out, "w") as f:
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(os.listdir(folder))[:songs]:
       path = os.path.join(folder, name)
       y, _ = librosa.load(path, sr=audio.sample_rate)
       starts = window_starts(n_samples=len(y), clip_samples=audio.clip_samples,
-                             segment="windows", hop_samples=audio.clip_samples,
+                             segment=segment, hop_samples=audio.clip_samples,
                              max_windows=DEFAULT_MAX_WINDOWS)
       clips = np.stack([fix_length(y[s:s + audio.clip_samples], size=audio.clip_samples)
                         for s in starts])
@@ -175,12 +183,20 @@ def main() -> None:
                  help="file format of the songs (default: ogg)")
   p.add_argument("--workers", type=_positive_int, default=None,
                  help="merjax predict --workers (default: its own, cores up to 4)")
-  p.add_argument("--reference", nargs=4, metavar=("FOLDER", "MODEL", "WHICH", "OUT"),
+  p.add_argument("--segment", nargs="+", choices=("windows", "first", "middle"),
+                 default=["windows"], help="merjax predict --segment policies, the reference "
+                 "taking the same windows (default: windows)")
+  p.add_argument("--reference-songs", type=_positive_int, default=100,
+                 help="the per-file loop runs on at most this many songs of each library: its "
+                 "songs/s does not depend on the library's size (default: 100)")
+  p.add_argument("--reference", nargs=6, metavar=("FOLDER", "MODEL", "WHICH", "SEGMENT",
+                                                  "SONGS", "OUT"),
                  help=argparse.SUPPRESS)  # the reference loop's own process
   args = p.parse_args()
   if args.reference:
-    folder, model_dir, which, out = args.reference
-    reference_loop(folder, model_dir=model_dir, which=which, out=out)
+    folder, model_dir, which, segment, songs, out = args.reference
+    reference_loop(folder, model_dir=model_dir, which=which, segment=segment, songs=int(songs),
+                   out=out)
     return
 
   rows = []
@@ -191,32 +207,35 @@ def main() -> None:
                            seconds=tuple(args.seconds), fmt=args.format)
     for n in args.songs:
       folder = _library(os.path.join(tmp, f"library{n}"), sources, n)
-      for which in args.which:
-        ours_out = os.path.join(tmp, f"ours-{which}-{n}.jsonl")
+      for which, segment in itertools.product(args.which, args.segment):
+        ours_out = os.path.join(tmp, f"ours-{which}-{segment}-{n}.jsonl")
         command = [sys.executable, "-m", "merjax.cli", "predict", folder, "--model", model_dir,
-                   "--which", which, "--out", ours_out, "--no-progress"]
+                   "--which", which, "--segment", segment, "--out", ours_out, "--no-progress"]
         if args.workers is not None:
           command += ["--workers", str(args.workers)]
         wall, peak = _run_measured(command)
-        ref_out = os.path.join(tmp, f"reference-{which}-{n}.jsonl")
+        ref_n = min(n, args.reference_songs)
+        ref_out = os.path.join(tmp, f"reference-{which}-{segment}-{n}.jsonl")
         ref_wall, ref_peak = _run_measured(
             [sys.executable, os.path.abspath(__file__), "--reference", folder, model_dir, which,
-             ref_out])
+             segment, str(ref_n), ref_out])
         ours, reference = _probabilities(ours_out), _probabilities(ref_out)
         diff = max(float(np.abs(ours[k] - reference[k]).max()) for k in reference)
-        rows.append(row(which, songs=n, unit="songs/s", ours=n / wall, reference=n / ref_wall,
+        rows.append(row(which, segment=segment, songs=n, reference_songs=ref_n, unit="songs/s",
+                        ours=n / wall, reference=ref_n / ref_wall,
                         reference_name="per-file loop: librosa.load, librosa mel, one model "
                         "call per song", higher_is_better=True, peak_mib=peak,
                         reference_peak_mib=ref_peak, max_prob_diff=diff))
-        print(f"# {which} {n} songs: ours {wall:.1f} s, {peak:.0f} MiB; reference "
-              f"{ref_wall:.1f} s, {ref_peak:.0f} MiB", file=sys.stderr)
+        print(f"# {which} {segment} {n} songs: ours {wall:.1f} s, {peak:.0f} MiB; reference "
+              f"{ref_n} songs {ref_wall:.1f} s, {ref_peak:.0f} MiB", file=sys.stderr)
       for name in os.listdir(folder):
         os.unlink(os.path.join(folder, name))
   if not args.json:
     print(f"# {args.distinct} distinct {args.format.upper()} songs of {args.seconds[0]:g}-"
           f"{args.seconds[1]:g} s, 44.1 kHz stereo; merjax predict defaults")
   emit("predict", rows, as_json=args.json, markdown=args.markdown,
-       extra_columns=("songs", "peak_mib", "reference_peak_mib", "max_prob_diff"))
+       extra_columns=("segment", "songs", "reference_songs", "peak_mib", "reference_peak_mib",
+                      "max_prob_diff"))
 
 
 if __name__ == "__main__":

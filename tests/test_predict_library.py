@@ -197,6 +197,16 @@ def test_csv_output_resumes_and_refuses_other_settings(model_dir, library, tmp_p
   assert main(["predict", str(library / "c_mid.ogg"), "--model", str(model_dir), "--which",
                "dnn", "--out", str(out), "--no-progress"]) == 2
   assert "holds predictions made with --which cnn" in capsys.readouterr().err
+  from merjax.errors import MerjaxError
+  from merjax.inference.predict import ResultsFile
+  writing = ResultsFile(out, which="cnn", segment="windows")  # a run in progress
+  try:
+    with pytest.raises(MerjaxError, match="being written by another merjax predict"):
+      ResultsFile(out, which="cnn", segment="windows")
+  finally:
+    writing.close()
+  header = out.read_text().splitlines()[0]
+  assert out.read_text().count(header) == 1  # reopening never writes a second header
 
 
 def test_broken_file_is_reported_and_the_rest_predicted(model_dir, library, capsys):
@@ -216,7 +226,7 @@ def test_broken_file_is_reported_and_the_rest_predicted(model_dir, library, caps
 def test_bad_arguments_fail_with_one_line(model_dir, library, tmp_path, capsys):
   for extra, message in ((["--out", str(tmp_path / "r.txt")], "--out must end in .jsonl"),
                          (["--hop", "0"], "--hop must be positive"),
-                         (["--workers", "0"], "--workers must be a positive integer"),
+                         (["--workers", "0"], "--workers must be at least 1"),
                          (["--out", str(tmp_path / "no" / "r.csv")], "does not exist")):
     assert main(["predict", str(library), "--model", str(model_dir), *extra]) == 2
     err = capsys.readouterr().err
@@ -300,3 +310,22 @@ def test_forward_compiles_once_for_models_of_the_same_shapes(model_dir):
   assert forward._cache_size() == compiled  # the weights are arguments, not constants
   assert not np.allclose(first, second)
   np.testing.assert_array_equal(first, model.logits(mels=mels, features=features, batch_size=2))
+
+
+def _read_or_crash(path):
+  """A stand-in decoder that kills its worker process on files named ``crash*``."""
+  from merjax.inference.songs import SongWindows
+  if os.path.basename(path).startswith("crash"):
+    os._exit(1)
+  return SongWindows(path=path, duration_seconds=1.0)
+
+
+def test_a_file_that_kills_its_decoder_fails_alone():
+  from merjax.inference.predict import _decoded
+
+  paths = [f"/nowhere/song{i}.wav" for i in range(3)] + ["/nowhere/crash.wav"] + [
+      f"/nowhere/song{i}.wav" for i in range(3, 9)]
+  songs = list(_decoded(paths, _read_or_crash, workers=2))
+  assert [s.path for s in songs] == paths  # in order, each once
+  assert [s.error is not None for s in songs] == [p.endswith("crash.wav") for p in paths]
+  assert "the decoder crashed on this file" in songs[3].error

@@ -51,16 +51,9 @@ def run(args) -> int:
   import os
   import sys
 
-  from merjax.errors import MerjaxError
   from merjax.inference.predict import format_text, predict_library
 
   workers = args.workers if args.workers is not None else min(4, os.cpu_count() or 1)
-  for name, value in (("--workers", workers), ("--batch-size", args.batch_size),
-                      ("--max-windows", args.max_windows)):
-    if value < 1:
-      raise MerjaxError(f"{name} must be a positive integer, got {value}")
-  if args.hop is not None and not args.hop > 0:
-    raise MerjaxError(f"--hop must be positive, got {args.hop}")
 
   def show(prediction) -> None:
     if args.out is None:
@@ -71,7 +64,11 @@ def run(args) -> int:
                             segment=args.segment, hop_seconds=args.hop,
                             max_windows=args.max_windows, per_window=args.per_window,
                             workers=workers, batch_size=args.batch_size,
-                            progress=not args.no_progress, on_prediction=show)
+                            # lines on a terminal would tear the bar: it shows with --out or
+                            # when stdout goes to a file or pipe
+                            progress=not args.no_progress and (args.out is not None
+                                                               or not sys.stdout.isatty()),
+                            on_prediction=show)
   if args.out is not None:
     print(f"{summary.predicted} song(s) predicted, {summary.failed} failed, {summary.skipped} "
           f"already in {args.out}", file=sys.stderr)

@@ -146,40 +146,55 @@ class ResultsFile:
       raise MerjaxError(f"--out {self.path}: folder {parent} does not exist")
     self.per_window = per_window
     self.done: set[str] = set()
-    records = self._read_existing()
-    for record in records:
-      if (record.get("which"), record.get("segment")) != (which, segment):
-        raise MerjaxError(
-            f"--out {self.path} holds predictions made with --which {record.get('which')} "
-            f"--segment {record.get('segment')}; use another --out for --which {which} "
-            f"--segment {segment}")
-      self.done.add(os.path.abspath(record["path"]))
     try:
-      self._file = open(self.path, "a", encoding="utf-8", newline="")
+      self._file = open(self.path, "a+", encoding="utf-8", newline="")
     except OSError as error:
       raise MerjaxError(f"cannot write --out {self.path}: {error.strerror}") from None
+    try:
+      self._lock()
+      records = self._read_existing()
+      for record in records:
+        if (record.get("which"), record.get("segment")) != (which, segment):
+          raise MerjaxError(
+              f"--out {self.path} holds predictions made with --which {record.get('which')} "
+              f"--segment {record.get('segment')}; use another --out for --which {which} "
+              f"--segment {segment}")
+        self.done.add(os.path.abspath(record["path"]))
+    except BaseException:
+      self._file.close()
+      raise
     self._csv = None
     if self.format == "csv":
       self._csv = csv.DictWriter(self._file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-      if not records:
+      if self._file.tell() == 0:
         self._csv.writeheader()
         self._file.flush()
 
+  def _lock(self) -> None:
+    """One run writes a given ``--out`` at a time (an advisory lock, where the OS has one)."""
+    try:
+      import fcntl
+    except ImportError:  # not on Windows
+      return
+    try:
+      fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise MerjaxError(f"--out {self.path} is being written by another merjax predict; "
+                        "wait for it or choose another --out") from None
+
   def _read_existing(self) -> list[dict[str, Any]]:
-    if not self.path.exists():
-      return []
     data = self.path.read_bytes()
     complete = data[:data.rfind(b"\n") + 1]
     if len(complete) != len(data):  # a line cut short by a kill: drop it
-      with open(self.path, "r+b") as f:
-        f.truncate(len(complete))
-    text = complete.decode("utf-8")
-    if self.format == "jsonl":
-      try:
+      self._file.truncate(len(complete))
+    self._file.seek(0, os.SEEK_END)
+    try:
+      text = complete.decode("utf-8")
+      if self.format == "jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
-      except json.JSONDecodeError as error:
-        raise MerjaxError(f"--out {self.path} is not a JSON Lines file of predictions "
-                          f"(line {error.lineno}... {error.msg})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+      raise MerjaxError(f"--out {self.path} is not a {self.format.upper()} file of merjax "
+                        f"predictions ({error})") from None
     reader = csv.DictReader(io.StringIO(text))
     if text and tuple(reader.fieldnames or ()) != CSV_COLUMNS:
       raise MerjaxError(f"--out {self.path} is not a merjax predictions CSV (its header is "
@@ -240,28 +255,52 @@ def _worker_init(parent: int) -> None:
 
 def _decoded(paths: Sequence[str], read: Callable[[str], SongWindows], *, workers: int
              ) -> Iterator[SongWindows]:
-  """``read(path)`` of every path, in order, with at most ``2 * workers + 2`` in flight."""
+  """``read(path)`` of every path, in order, with at most ``2 * workers + 2`` in flight.
+
+  A file that kills its worker process (a decoder crash) fails alone: the songs that were in
+  flight are retried one at a time in a fresh pool, and the one that crashes it again gets an
+  error instead of stopping the run.
+  """
   if workers <= 1:
     for path in paths:
       yield read(path)
     return
   context = multiprocessing.get_context("spawn")  # never fork a process that holds JAX
-  pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                                initializer=_worker_init,
-                                                initargs=(os.getpid(),))
+
+  def start() -> concurrent.futures.ProcessPoolExecutor:
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                                  initializer=_worker_init,
+                                                  initargs=(os.getpid(),))
+
+  pool = start()
+  todo = collections.deque(paths)
+  suspects: collections.deque = collections.deque()  # in flight when a worker died
+  pending: collections.deque = collections.deque()   # (path, future, submitted alone)
   finished = False
   try:
-    pending: collections.deque = collections.deque()
-    todo = iter(paths)
-    for path in todo:
-      pending.append(pool.submit(read, path))
-      if len(pending) >= 2 * workers + 2:
+    while True:
+      if suspects:
+        if not pending:
+          path = suspects.popleft()
+          pending.append((path, pool.submit(read, path), True))
+      else:
+        while todo and len(pending) < 2 * workers + 2:
+          path = todo.popleft()
+          pending.append((path, pool.submit(read, path), False))
+      if not pending:
         break
-    while pending:
-      song = pending.popleft().result()
-      for path in todo:
-        pending.append(pool.submit(read, path))
-        break
+      path, future, alone = pending.popleft()
+      try:
+        song = future.result()
+      except concurrent.futures.process.BrokenProcessPool:
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = start()
+        if not alone:
+          suspects.extendleft(reversed([path] + [p for p, _, _ in pending]))
+          pending.clear()
+          continue
+        song = SongWindows(path=path, error=f"{path}: the decoder crashed on this file (its "
+                           "worker process died)")
       yield song
     finished = True
   finally:
@@ -349,6 +388,21 @@ def _finish(song: _Song, *, per_window: bool) -> Prediction:
   return p
 
 
+def check_options(*, which: str, segment: str, hop_seconds: float | None, max_windows: int,
+                  workers: int, batch_size: int) -> None:
+  """Refuses bad prediction options in one line (named as the command line names them)."""
+  if which not in WHICH:
+    raise MerjaxError(f"--which must be one of {', '.join(WHICH)}, got {which!r}")
+  if segment not in SEGMENTS:
+    raise MerjaxError(f"--segment must be one of {', '.join(SEGMENTS)}, got {segment!r}")
+  if hop_seconds is not None and not hop_seconds > 0:
+    raise MerjaxError(f"--hop must be positive, got {hop_seconds}")
+  for name, value in (("--max-windows", max_windows), ("--workers", workers),
+                      ("--batch-size", batch_size)):
+    if not value >= 1:
+      raise MerjaxError(f"{name} must be at least 1, got {value}")
+
+
 def predict_songs(paths: Sequence[str], *, model, which: str = "hybrid",
                   segment: str = "windows", hop_seconds: float | None = None,
                   max_windows: int = DEFAULT_MAX_WINDOWS, per_window: bool = False,
@@ -372,15 +426,9 @@ def predict_songs(paths: Sequence[str], *, model, which: str = "hybrid",
   from merjax.inference.songs import read_windows
 
   audio = model.config.audio
-  if which not in WHICH:
-    raise MerjaxError(f"--which must be one of {', '.join(WHICH)}, got {which!r}")
-  if segment not in SEGMENTS:
-    raise MerjaxError(f"--segment must be one of {', '.join(SEGMENTS)}, got {segment!r}")
+  check_options(which=which, segment=segment, hop_seconds=hop_seconds, max_windows=max_windows,
+                workers=workers, batch_size=batch_size)
   hop_seconds = audio.clip_seconds if hop_seconds is None else hop_seconds
-  for name, value in (("--hop", hop_seconds), ("--max-windows", max_windows),
-                      ("--workers", workers), ("--batch-size", batch_size)):
-    if not value > 0:
-      raise MerjaxError(f"{name} must be positive, got {value}")
   backend, names = None, None
   if which != "cnn":
     from merjax.features.backends import feature_names
@@ -466,6 +514,8 @@ def predict_library(inputs: Sequence[str | os.PathLike], *, model_dir: str | os.
 
   from merjax.inference.directory import load_model
 
+  check_options(which=which, segment=segment, hop_seconds=hop_seconds, max_windows=max_windows,
+                workers=workers, batch_size=batch_size)
   model = load_model(model_dir)
   if which != "cnn":  # a model trained on a feature table cannot compute its features
     from merjax.features.backends import audio_backend

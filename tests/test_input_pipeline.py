@@ -174,3 +174,15 @@ def test_fingerprint_is_bit_exact_and_one_process_shares_everything():
   assert rows.tolist() == [[i, 2 * i] for i in range(5)]
   with pytest.raises(MerjaxError, match="computed 2 rows"):
     per_process.allgather_rows(np.zeros((2, 1)), n=5)
+
+
+def test_resident_gather_on_a_mesh_is_exact_for_every_dtype():
+  mesh = parallel.make_data_mesh(devices=1)
+  arrays = {**_arrays(11), "flag": np.arange(11) % 3 == 0,
+            "half": np.linspace(-1, 1, 11).astype(jax.numpy.bfloat16)}
+  resident = DeviceBatches(arrays, batch_size=4, shuffle=True, seed=2, mesh=mesh)
+  host = Loader(arrays, batch_size=4, seed=2)
+  for a, b in zip(resident.epoch(1), host.epoch(1), strict=True):
+    for key in arrays:
+      assert a[key].dtype == arrays[key].dtype, key
+      np.testing.assert_array_equal(np.asarray(a[key]), b[key], err_msg=key)

@@ -371,6 +371,10 @@ class StreamedBatches:
     self.loader.close()
 
 
+def _human(nbytes_: int) -> str:
+  return f"{nbytes_ / 2**30:.2f} GiB" if nbytes_ >= 2**30 else f"{nbytes_ / 2**20:.1f} MiB"
+
+
 def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
                   mesh: Mesh | None = None, indices: Sequence[int] | None = None,
                   transform: Transform | None = None, device_memory_gb: float | None = None,
@@ -407,8 +411,8 @@ def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
   need = _resident_rows(size, mesh) * example
   resident = _all_processes_agree(budget is None or need <= budget)
   if log is not None:
-    limit = "no limit known" if budget is None else f"budget {budget / 2**30:.2f} GiB"
-    log(f"{size} examples, {need / 2**30:.3f} GiB per device ({limit}): "
+    limit = "no limit known" if budget is None else f"budget {_human(budget)}"
+    log(f"{size} examples, {_human(need)} per device ({limit}): "
         + ("resident on the devices" if resident else "streamed from the host"))
   if resident:
     return DeviceBatches(data, batch_size=batch_size, shuffle=shuffle, seed=seed, mesh=mesh,

@@ -238,8 +238,10 @@ class DeviceBatches:
         raise MerjaxError("indices and transform apply to host data, not to jax arrays")
       self.arrays = self._put_device_arrays(arrays, mesh, sharding)
     elif mesh is None:
-      self.arrays = {key: jax.device_put(value, sharding)
-                     for key, value in _read(source, ids, transform).items()}
+      whole = (indices is None and transform is None and isinstance(arrays, Mapping))
+      host = arrays if whole else _read(source, ids, transform)  # no host copy of a whole dict
+      self.arrays = {key: jax.device_put(np.asarray(value), sharding)
+                     for key, value in host.items()}
     else:
       self.arrays = self._put_sharded(source, ids, transform, mesh)
 
@@ -266,22 +268,23 @@ class DeviceBatches:
     size = len(ids)
     padded = parallel.round_up(size, parallel.data_size(mesh))
     sharding = parallel.data_sharding(mesh)
+    spans = {device: index[0].indices(padded)[:2]
+             for device, index in sharding.addressable_devices_indices_map((padded,)).items()}
     blocks = {}
-    for device, index in sharding.addressable_devices_indices_map((padded,)).items():
-      start, stop, _ = index[0].indices(padded)
-      if (start, stop) not in blocks:
-        real = ids[start:min(stop, size)]
-        rows = (_read(source, real, transform) if len(real)
-                else {k: v[:0] for k, v in _read(source, ids[:1], transform).items()})
-        blocks[(start, stop)] = {key: np.concatenate(
-            [value, np.zeros((stop - start - len(value), *value.shape[1:]), value.dtype)])
-            for key, value in rows.items()}
-      blocks[device] = blocks[(start, stop)]
-    devices = list(sharding.addressable_devices_indices_map((padded,)))
-    first = blocks[devices[0]]
+    for start, stop in sorted(set(spans.values())):
+      real = ids[start:min(stop, size)]
+      # A block of padding only (a split smaller than the devices) still needs the fields'
+      # shapes: they come from the split's first example.
+      rows = (_read(source, real, transform) if len(real)
+              else {k: v[:0] for k, v in _read(source, ids[:1], transform).items()})
+      blocks[(start, stop)] = {key: np.concatenate(
+          [value, np.zeros((stop - start - len(value), *value.shape[1:]), value.dtype)])
+          for key, value in rows.items()}
+    first = next(iter(blocks.values()))
     return {key: jax.make_array_from_single_device_arrays(
         (padded, *first[key].shape[1:]), sharding,
-        [jax.device_put(blocks[d][key], d) for d in devices]) for key in first}
+        [jax.device_put(blocks[span][key], device) for device, span in spans.items()])
+        for key in first}
 
   @staticmethod
   def fits(arrays: Mapping[str, np.ndarray], *, memory_budget_bytes: int | None = None,

@@ -174,3 +174,37 @@ def test_fingerprint_is_bit_exact_and_one_process_shares_everything():
   assert rows.tolist() == [[i, 2 * i] for i in range(5)]
   with pytest.raises(MerjaxError, match="computed 2 rows"):
     per_process.allgather_rows(np.zeros((2, 1)), n=5)
+
+
+def test_resident_gather_on_a_mesh_is_exact_for_every_dtype():
+  mesh = parallel.make_data_mesh(devices=1)
+  arrays = {**_arrays(11), "flag": np.arange(11) % 3 == 0,
+            "half": np.linspace(-1, 1, 11).astype(jax.numpy.bfloat16)}
+  resident = DeviceBatches(arrays, batch_size=4, shuffle=True, seed=2, mesh=mesh)
+  host = Loader(arrays, batch_size=4, seed=2)
+  for a, b in zip(resident.epoch(1), host.epoch(1), strict=True):
+    for key in arrays:
+      assert a[key].dtype == arrays[key].dtype, key
+      np.testing.assert_array_equal(np.asarray(a[key]), b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("on_mesh", [False, True])
+def test_repeats_store_each_row_once_and_number_the_examples(on_mesh):
+  mesh = parallel.make_data_mesh(devices=1) if on_mesh else None
+  arrays = _arrays(7)
+  once = 7 * (3 * 4 + 4)  # the 7 rows, stored once although an epoch covers 21 examples
+  resident = split_batches(arrays, batch_size=4, shuffle=True, seed=1, mesh=mesh, repeats=3,
+                           memory_budget_bytes=once)
+  streamed = split_batches(arrays, batch_size=4, shuffle=True, seed=1, mesh=mesh, repeats=3,
+                           memory_budget_bytes=once - 1)
+  assert isinstance(resident, DeviceBatches) and isinstance(streamed, StreamedBatches)
+  assert resident.arrays["inputs"].shape[0] == 7 and len(resident) == len(streamed) == 6
+  seen = []
+  for a, b in zip(resident.epoch(2), streamed.epoch(2), strict=True):
+    for key in ("inputs", "label", "mask", "index"):
+      np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+    real = np.asarray(a["mask"]) > 0
+    index = np.asarray(a["index"])[real]
+    np.testing.assert_array_equal(np.asarray(a["inputs"])[real], arrays["inputs"][index % 7])
+    seen.extend(index.tolist())
+  assert sorted(seen) == list(range(21))  # example j is row j % 7, repeat j // 7

@@ -3,7 +3,7 @@
 One protocol for both modes: an object with ``len()`` (batches per epoch) and
 ``epoch(e) -> iterator of batches``, each batch a dict of global ``jax.Array`` with the split's
 fields (``inputs``, ``label`` ...) plus ``mask`` (float32, 1 for real examples, 0 for the padding
-of the last batch) and ``index`` (each row's example index). Epoch ``e``'s order is
+of the last batch) and ``index`` (each row's example number in the split). Epoch ``e``'s order is
 :func:`merjax.data.pipeline.epoch_order` and the padding repeats the epoch's first example
 (:func:`merjax.data.pipeline.batch_index_table`), so for the same seed both modes yield the
 same batches, and a one-process run the same global batches as a multi-process one.
@@ -54,9 +54,9 @@ Transform = Callable[[dict], dict]
 HOST_MEMORY_FRACTION = 0.8
 
 
-def _take(arrays: dict, indices: jax.Array, mask: jax.Array) -> dict:
-  batch = {key: jnp.take(value, indices, axis=0) for key, value in arrays.items()}
-  batch["mask"], batch["index"] = mask, indices
+def _take(arrays: dict, rows: jax.Array, index: jax.Array, mask: jax.Array) -> dict:
+  batch = {key: jnp.take(value, rows, axis=0) for key, value in arrays.items()}
+  batch["mask"], batch["index"] = mask, index
   return batch
 
 
@@ -69,12 +69,12 @@ def _sharded_gather(mesh: Mesh, block_rows: int):
   axis = parallel.DATA_AXIS
   devices = parallel.data_size(mesh)
 
-  def local(arrays, indices, mask):
-    # Every device sees the whole index row; it contributes the rows it holds (zeros for the
+  def local(arrays, rows, index, mask):
+    # Every device sees the whole row list; it contributes the rows it holds (zeros for the
     # others), and the reduce-scatter sums exactly one non-zero term per element into the
     # device that owns that batch slot.
     me = lax.axis_index(axis)
-    offset = indices - me * block_rows
+    offset = rows - me * block_rows
     mine = (offset >= 0) & (offset < block_rows)
     safe = jnp.clip(offset, 0, block_rows - 1)
     batch = {}
@@ -82,13 +82,15 @@ def _sharded_gather(mesh: Mesh, block_rows: int):
       rows = jnp.take(value, safe, axis=0)
       rows = jnp.where(mine.reshape((-1,) + (1,) * (value.ndim - 1)), rows,
                        jnp.zeros((), value.dtype))
-      batch[key] = lax.psum_scatter(rows, axis, scatter_dimension=0, tiled=True)
-    per_device = indices.shape[0] // devices
+      summed = rows.astype(jnp.uint8) if rows.dtype == jnp.bool_ else rows  # no bool psum
+      batch[key] = lax.psum_scatter(summed, axis, scatter_dimension=0,
+                                    tiled=True).astype(rows.dtype)
+    per_device = rows.shape[0] // devices
     batch["mask"] = lax.dynamic_slice_in_dim(mask, me * per_device, per_device)
-    batch["index"] = lax.dynamic_slice_in_dim(indices, me * per_device, per_device)
+    batch["index"] = lax.dynamic_slice_in_dim(index, me * per_device, per_device)
     return batch
 
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(axis), P(), P()),
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(axis), P(), P(), P()),
                                out_specs=P(axis)))
 
 
@@ -177,6 +179,11 @@ def _all_processes_agree(flag: bool) -> bool:
 class DeviceBatches:
   """Batches of a split kept on the devices (resident).
 
+  On a mesh each step runs one jitted gather: every device takes the batch's rows it stores
+  (zeros elsewhere) and a reduce-scatter over ``data`` leaves each device its slice of the
+  global batch. Each sum has exactly one non-zero term, so the batch is bit-exact; the cost
+  is one global batch of scratch per device and a reduce-scatter of one global batch.
+
   Args:
     arrays: ``{"inputs": [shape=(n, ...)], "label": [shape=(n,)], ...}`` (numpy or, in a
       one-process run, jax arrays), or any random-access source (``len``/``[i]``, e.g. a
@@ -196,21 +203,28 @@ class DeviceBatches:
       :func:`merjax.data.pipeline.pcm_to_float`).
     example_nbytes: bytes of one (transformed) example, for the budget check; by default
       measured (a source is probed with one of this process's rows).
+    repeats: each epoch covers the stored rows this many times: example ``j`` of
+      ``rows * repeats`` is stored row ``j % rows`` (e.g. variant ``j // rows`` of clip
+      ``j % rows`` for augmentation drawn on the device), stored once.
 
-  Yields (from :meth:`epoch`) dicts of the split's fields plus ``mask`` and ``index``.
+  Yields (from :meth:`epoch`) dicts of the split's fields plus ``mask`` and ``index`` (the
+  example's number in the split, ``0 .. rows * repeats - 1``).
   """
 
   def __init__(self, arrays, *, batch_size: int, shuffle: bool, seed: int = 0, sharding=None,
                mesh: Mesh | None = None, memory_budget_bytes: int | None = None,
                indices: Sequence[int] | None = None, transform: Transform | None = None,
-               example_nbytes: int | None = None):
+               example_nbytes: int | None = None, repeats: int = 1):
     on_device = _is_on_device(arrays)
     if isinstance(arrays, Mapping):
       _split_size(arrays)
     source = arrays if on_device else as_source(arrays)
     n_source = _split_size(arrays) if on_device else len(source)
     ids = np.arange(n_source) if indices is None else np.asarray(indices, np.int64)
-    self.size = len(ids)
+    if repeats < 1:
+      raise MerjaxError(f"repeats must be at least 1, got {repeats}")
+    self.rows = len(ids)
+    self.size = self.rows * int(repeats)
     self.batch_size = int(batch_size)
     if self.size <= 0:
       raise MerjaxError(f"cannot batch an empty split (n={self.size})")
@@ -220,7 +234,7 @@ class DeviceBatches:
     if budget is not None:
       example = example_nbytes or _example_bytes(arrays, indices=ids, transform=transform,
                                                  mesh=mesh)
-      per_device = _resident_rows(self.size, mesh) * example
+      per_device = _resident_rows(self.rows, mesh) * example
       if per_device > budget:
         raise MerjaxError(f"the split needs {per_device / 2**30:.2f} GiB per device but the "
                           f"budget is {budget / 2**30:.2f} GiB; stream it "
@@ -231,8 +245,10 @@ class DeviceBatches:
         raise MerjaxError("indices and transform apply to host data, not to jax arrays")
       self.arrays = self._put_device_arrays(arrays, mesh, sharding)
     elif mesh is None:
-      self.arrays = {key: jax.device_put(value, sharding)
-                     for key, value in _read(source, ids, transform).items()}
+      whole = (indices is None and transform is None and isinstance(arrays, Mapping))
+      host = arrays if whole else _read(source, ids, transform)  # no host copy of a whole dict
+      self.arrays = {key: jax.device_put(np.asarray(value), sharding)
+                     for key, value in host.items()}
     else:
       self.arrays = self._put_sharded(source, ids, transform, mesh)
 
@@ -259,22 +275,23 @@ class DeviceBatches:
     size = len(ids)
     padded = parallel.round_up(size, parallel.data_size(mesh))
     sharding = parallel.data_sharding(mesh)
+    spans = {device: index[0].indices(padded)[:2]
+             for device, index in sharding.addressable_devices_indices_map((padded,)).items()}
     blocks = {}
-    for device, index in sharding.addressable_devices_indices_map((padded,)).items():
-      start, stop, _ = index[0].indices(padded)
-      if (start, stop) not in blocks:
-        real = ids[start:min(stop, size)]
-        rows = (_read(source, real, transform) if len(real)
-                else {k: v[:0] for k, v in _read(source, ids[:1], transform).items()})
-        blocks[(start, stop)] = {key: np.concatenate(
-            [value, np.zeros((stop - start - len(value), *value.shape[1:]), value.dtype)])
-            for key, value in rows.items()}
-      blocks[device] = blocks[(start, stop)]
-    devices = list(sharding.addressable_devices_indices_map((padded,)))
-    first = blocks[devices[0]]
+    for start, stop in sorted(set(spans.values())):
+      real = ids[start:min(stop, size)]
+      # A block of padding only (a split smaller than the devices) still needs the fields'
+      # shapes: they come from the split's first example.
+      rows = (_read(source, real, transform) if len(real)
+              else {k: v[:0] for k, v in _read(source, ids[:1], transform).items()})
+      blocks[(start, stop)] = {key: np.concatenate(
+          [value, np.zeros((stop - start - len(value), *value.shape[1:]), value.dtype)])
+          for key, value in rows.items()}
+    first = next(iter(blocks.values()))
     return {key: jax.make_array_from_single_device_arrays(
         (padded, *first[key].shape[1:]), sharding,
-        [jax.device_put(blocks[d][key], d) for d in devices]) for key in first}
+        [jax.device_put(blocks[span][key], device) for device, span in spans.items()])
+        for key in first}
 
   @staticmethod
   def fits(arrays: Mapping[str, np.ndarray], *, memory_budget_bytes: int | None = None,
@@ -299,16 +316,16 @@ class DeviceBatches:
     The epoch's index table goes to the devices in one explicit transfer; the steps then
     only dispatch.
     """
-    indices, mask = batch_index_table(self.size, self.batch_size, order=self.order(epoch))
-    rows = (list(indices), list(mask))
+    index, mask = batch_index_table(self.size, self.batch_size, order=self.order(epoch))
+    table = (list(index % self.rows), list(index), list(mask))
     if self.mesh is None:
       take = _gather
-      rows = jax.device_put(rows)
+      table = jax.device_put(table)
     else:
-      take = _sharded_gather(self.mesh, _resident_rows(self.size, self.mesh))
-      rows = parallel.replicate(rows, self.mesh)
-    for row_indices, row_mask in zip(*rows):
-      yield take(self.arrays, row_indices, row_mask)
+      take = _sharded_gather(self.mesh, _resident_rows(self.rows, self.mesh))
+      table = parallel.replicate(table, self.mesh)
+    for rows, row_index, row_mask in zip(*table):
+      yield take(self.arrays, rows, row_index, row_mask)
 
 
 class StreamedBatches:
@@ -332,14 +349,22 @@ class StreamedBatches:
     worker_count: grain worker processes (0: read in this process's threads).
     num_epochs: the epochs :meth:`epoch` may reach (grain reads ahead up to their end);
       default unbounded.
+    repeats: as :class:`DeviceBatches`: example ``j`` reads row ``j % rows``.
+
+  Yields (from :meth:`epoch`) global batches with ``mask`` and ``index`` (the example's number
+  in the split).
   """
 
   def __init__(self, source, *, batch_size: int, shuffle: bool, seed: int = 0,
                mesh: Mesh | None = None, indices: Sequence[int] | None = None,
                transform: Transform | None = None, prefetch: int = 2, read_threads: int = 4,
-               worker_count: int = 0, num_epochs: int | None = None):
+               worker_count: int = 0, num_epochs: int | None = None, repeats: int = 1):
     source = as_source(source)
-    self.size = len(source) if indices is None else len(indices)
+    if repeats < 1:
+      raise MerjaxError(f"repeats must be at least 1, got {repeats}")
+    ids = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
+    indices = np.tile(ids, int(repeats))
+    self.size = len(indices)
     self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
     self.mesh, self.prefetch = mesh, prefetch
     rows = slice(None) if mesh is None else parallel.process_rows(mesh, self.batch_size)
@@ -347,7 +372,7 @@ class StreamedBatches:
                                       shuffle=shuffle)
     self.loader = Loader(source, indices=indices, transform=transform, sampler=self.sampler,
                          read_threads=read_threads, worker_count=worker_count,
-                         num_epochs=num_epochs)
+                         num_epochs=num_epochs, index="position")
 
   def __len__(self) -> int:
     return len(self.sampler)
@@ -364,11 +389,15 @@ class StreamedBatches:
     self.loader.close()
 
 
+def _human(nbytes_: int) -> str:
+  return f"{nbytes_ / 2**30:.2f} GiB" if nbytes_ >= 2**30 else f"{nbytes_ / 2**20:.1f} MiB"
+
+
 def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
                   mesh: Mesh | None = None, indices: Sequence[int] | None = None,
                   transform: Transform | None = None, device_memory_gb: float | None = None,
                   memory_budget_bytes: int | None = None, example_nbytes: int | None = None,
-                  log: Callable[[str], Any] | None = None) -> DeviceBatches | StreamedBatches:
+                  repeats: int = 1, log: Callable[[str], Any] | None = None) -> DeviceBatches | StreamedBatches:
   """The batches of one split: resident when its share per device fits, streamed otherwise.
 
   Args:
@@ -385,6 +414,8 @@ def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
     memory_budget_bytes: the same in bytes (wins over ``device_memory_gb``).
     example_nbytes: bytes of one (transformed) example; by default measured (a source is
       probed with one row of this process's resident share).
+    repeats: each epoch covers the rows this many times (see :class:`DeviceBatches`); the
+      rows are stored (or read) once per repeat, never copied.
     log: told which mode was chosen.
 
   Returns:
@@ -400,15 +431,15 @@ def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
   need = _resident_rows(size, mesh) * example
   resident = _all_processes_agree(budget is None or need <= budget)
   if log is not None:
-    limit = "no limit known" if budget is None else f"budget {budget / 2**30:.2f} GiB"
-    log(f"{size} examples, {need / 2**30:.3f} GiB per device ({limit}): "
+    limit = "no limit known" if budget is None else f"budget {_human(budget)}"
+    log(f"{size * repeats} examples, {_human(need)} per device ({limit}): "
         + ("resident on the devices" if resident else "streamed from the host"))
   if resident:
     return DeviceBatches(data, batch_size=batch_size, shuffle=shuffle, seed=seed, mesh=mesh,
                          memory_budget_bytes=need, example_nbytes=example, indices=indices,
-                         transform=transform)
+                         transform=transform, repeats=repeats)
   return StreamedBatches(data, batch_size=batch_size, shuffle=shuffle, seed=seed, mesh=mesh,
-                         indices=indices, transform=transform)
+                         indices=indices, transform=transform, repeats=repeats)
 
 
 class HostBatches:

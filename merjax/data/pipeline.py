@@ -258,8 +258,9 @@ class _BatchFn:
   """Global batch number -> batch dict (runs in grain's threads and worker processes)."""
 
   def __init__(self, source, indices: np.ndarray, sampler: Sampler,
-               transform: Callable[[Batch], Batch] | None):
+               transform: Callable[[Batch], Batch] | None, positions: bool = False):
     self.source, self.indices, self.sampler, self.transform = source, indices, sampler, transform
+    self.positions = positions
     self._table = None
 
   def __getstate__(self):
@@ -273,7 +274,8 @@ class _BatchFn:
     _, positions, mask = table
     ids = self.indices[positions[row]]
     batch = gather(self.source, ids)
-    batch["mask"], batch["index"] = mask[row].copy(), ids
+    batch["mask"] = mask[row].copy()
+    batch["index"] = positions[row].copy() if self.positions else ids
     return self.transform(batch) if self.transform is not None else batch
 
 
@@ -296,6 +298,8 @@ class Loader:
     worker_count: grain ``mp_prefetch`` worker processes (0 reads in this process's threads).
     worker_buffer_size: batches each worker prepares ahead.
     read_threads: threads reading batches ahead in each process.
+    index: what a batch's ``index`` holds: ``"source"`` (the example's index in the source)
+      or ``"position"`` (its number among ``indices``).
     sampler: replaces the batching given by ``batch_size``, ``seed``, ``shuffle``,
       ``drop_remainder`` and ``shard_options`` (e.g. a :class:`GlobalBatchSampler`); anything
       with ``len`` (batches per epoch) and ``epoch(e) -> (positions, mask)`` over
@@ -306,14 +310,16 @@ class Loader:
                seed: int = 0, shuffle: bool = True, drop_remainder: bool = False,
                transform: Callable[[Batch], Batch] | None = None, shard_options=None,
                num_epochs: int | None = None, worker_count: int = 0, worker_buffer_size: int = 2,
-               read_threads: int = 4, sampler=None):
+               read_threads: int = 4, sampler=None, index: str = "source"):
     self.source = as_source(source)
     self.indices = (np.arange(len(self.source)) if indices is None
                     else np.asarray(indices, dtype=np.int64))
     self.sampler = sampler or Sampler(len(self.indices), batch_size, seed=seed, shuffle=shuffle,
                                       drop_remainder=drop_remainder,
                                       shard_options=shard_options or _by_jax_process())
-    self.transform = transform
+    if index not in ("source", "position"):
+      raise MerjaxError(f"index must be 'source' or 'position', got {index!r}")
+    self.transform, self.index = transform, index
     self.num_epochs = num_epochs
     self.worker_count, self.worker_buffer_size = worker_count, worker_buffer_size
     self.read_threads = read_threads
@@ -330,7 +336,8 @@ class Loader:
     per_epoch = len(self)
     stop_epoch = self.num_epochs if self.num_epochs is not None else start_epoch + 10**9
     ds = grain.MapDataset.range(start_epoch * per_epoch, stop_epoch * per_epoch)
-    ds = ds.map(_BatchFn(self.source, self.indices, self.sampler, self.transform))
+    ds = ds.map(_BatchFn(self.source, self.indices, self.sampler, self.transform,
+                         positions=self.index == "position"))
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=self.read_threads,
                                               prefetch_buffer_size=2 * self.read_threads))
     if self.worker_count > 0:

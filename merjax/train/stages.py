@@ -69,9 +69,11 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
   if wrap_apply is not None:
     state = state.replace(apply_fn=wrap_apply(state.apply_fn))
   if train_batches is None:
+    say = (None if log is None or jax.process_index() != 0
+           else lambda line: log(f"[{stage}] training split: {line}"))
     train_batches = split_batches(dict(train), batch_size=config.batch_size, shuffle=True,
-                                  seed=config.seed, mesh=mesh,
-                                  device_memory_gb=device_memory_gb).epoch
+                                  seed=config.seed, mesh=mesh, device_memory_gb=device_memory_gb,
+                                  log=say).epoch
   # Evaluation pads with a mask, so its batch only needs rounding up to the device count.
   val_batch = (config.batch_size if mesh is None
                else parallel.round_up(config.batch_size, parallel.data_size(mesh)))

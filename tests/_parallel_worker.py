@@ -62,19 +62,30 @@ def run_processes(mode: str, out_dir, *, processes: int = 2, devices: int = 2,
   """Runs ``mode`` in ``processes`` processes joined on 127.0.0.1; returns their .npz paths."""
   coordinator = f"127.0.0.1:{free_port()}"
   outs = [os.path.join(out_dir, f"p{i}.npz") for i in range(processes)]
-  procs = [start(mode, "--devices", str(devices), "--coordinator", coordinator,
-                 "--num-processes", str(processes), "--process-id", str(i), "--out", outs[i])
-           for i in range(processes)]
+  finish_all([start(mode, "--devices", str(devices), "--coordinator", coordinator,
+                    "--num-processes", str(processes), "--process-id", str(i), "--out", outs[i])
+              for i in range(processes)], timeout=timeout)
+  return outs
+
+
+def finish_all(procs: list[subprocess.Popen], *, timeout: float) -> list[str]:
+  """Waits for the processes of one multi-process run; fails naming the first that failed.
+
+  Returns:
+    Each process's output.
+  """
+  outputs = []
   try:
     for i, proc in enumerate(procs):
       code, output = finish(proc, timeout=timeout)
       assert code == 0, f"process {i} exited with {code}:\n{output[-3000:]}"
+      outputs.append(output)
   finally:
     for proc in procs:  # a failed peer leaves the others waiting on the coordinator
       if proc.poll() is None:
         proc.kill()
         proc.wait()
-  return outs
+  return outputs
 
 
 # --- worker side ---------------------------------------------------------------------------

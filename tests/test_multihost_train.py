@@ -32,27 +32,17 @@ def _predict(model_dir, files) -> dict:
   proc = _merjax("predict", *map(str, files), "--model", str(model_dir), "--json", devices=1)
   code, output = worker.finish(proc, timeout=300)
   assert code == 0, output[-3000:]
-  start = output.index("[")
-  return {p["path"]: p["probabilities"] for p in json.loads(output[start:])}
+  songs = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+  return {song["path"]: song["probabilities"] for song in songs}
 
 
 @pytest.mark.slow
 def test_two_process_train_writes_one_model_that_predicts_like_one_process(tmp_path):
   coordinator = f"127.0.0.1:{worker.free_port()}"
   shared = tmp_path / "two"
-  procs = [_merjax(*TRAIN, "--out", str(shared), "--coordinator", coordinator,
-                   "--num-processes", "2", "--process-id", str(i), devices=2) for i in range(2)]
-  outputs = []
-  try:
-    for i, proc in enumerate(procs):
-      code, output = worker.finish(proc, timeout=600)
-      outputs.append(output)
-      assert code == 0, f"process {i} exited with {code}:\n{output[-3000:]}"
-  finally:
-    for proc in procs:  # a failed peer leaves the other waiting on the coordinator
-      if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+  outputs = worker.finish_all(
+      [_merjax(*TRAIN, "--out", str(shared), "--coordinator", coordinator, "--num-processes",
+               "2", "--process-id", str(i), devices=2) for i in range(2)], timeout=600)
   # Process 0 reports; process 1 trains in silence.
   assert "model written to" in outputs[0] and "model written to" not in outputs[1]
   code, output = worker.finish(_merjax(*TRAIN, "--out", str(tmp_path / "one"), devices=4),

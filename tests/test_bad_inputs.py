@@ -461,3 +461,81 @@ def test_the_librosa_paths_run_without_crashing():
       f"__pycache__ written by racing processes: delete its *.nbi and *.nbc files)\n"
       f"{result.stderr[-3000:]}")
   assert "all librosa paths ok" in result.stdout
+
+
+# -- 9. Ray's processes end with the driver, even after kill -9 ------------------------------------
+
+_DRIVER_WITH_CHILDREN = """
+import importlib.util, os, subprocess, sys, time
+# the module alone, without the (slow to import) merjax.tune package
+spec = importlib.util.spec_from_file_location(
+    "reaper", os.path.join(sys.argv[1], "merjax", "tune", "reaper.py"))
+reaper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reaper)
+with reaper.reaped():
+  clean = {k: v for k, v in os.environ.items() if k != "MERJAX_RAY_SESSION"}
+  # like Ray's agents: started below the driver, environment not inherited
+  below = subprocess.Popen(["sh", "-c", "sleep 600 & sleep 600"], env=clean)
+  time.sleep(2.5)  # the watchdog notes the processes below the driver once a second
+  print(below.pid, flush=True)
+  time.sleep(600)
+"""
+
+
+def _alive(pids):
+  return [p for p in pids if os.path.exists(f"/proc/{p}")
+          and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watchdog reads /proc")
+def test_processes_started_by_a_killed_driver_are_stopped():
+  import signal
+  from merjax.tune.reaper import descendants
+
+  driver = subprocess.Popen([sys.executable, "-c", _DRIVER_WITH_CHILDREN, ROOT],
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    int(driver.stdout.readline())
+    started = [p for p, _ in descendants(driver.pid).items()]
+    assert len(started) >= 4  # watchdog, sh, two sleeps
+  finally:
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+  deadline = time.monotonic() + 15
+  while _alive(started) and time.monotonic() < deadline:
+    time.sleep(0.2)
+  assert _alive(started) == []
+
+
+_RAY_DRIVER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from merjax.tune.session import ray_session
+with ray_session(num_cpus=1):
+  print("ready", flush=True)
+  time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watchdog reads /proc")
+def test_ray_agents_end_with_a_killed_driver():
+  pytest.importorskip("ray")
+  import signal
+  from merjax.tune.reaper import descendants
+
+  driver = subprocess.Popen([sys.executable, "-c", _RAY_DRIVER, ROOT], stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert driver.stdout.readline().strip() == "ready"
+    time.sleep(3)
+    started = list(descendants(driver.pid))
+    titles = [open(f"/proc/{p}/cmdline", "rb").read() for p in _alive(started)]
+    assert any(t.startswith(b"ray::DashboardAgent") for t in titles), titles
+  finally:
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+  deadline = time.monotonic() + 20
+  while _alive(started) and time.monotonic() < deadline:
+    time.sleep(0.5)
+  assert _alive(started) == []

@@ -487,24 +487,36 @@ def _alive(pids):
           and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
 
 
+def _kill(driver, started, *, within: float) -> list[int]:
+  """Kills the driver with SIGKILL; the processes of ``started`` still alive after ``within``
+  seconds (then killed here, so that no test leaves any behind)."""
+  import signal
+
+  os.kill(driver.pid, signal.SIGKILL)
+  driver.wait()
+  deadline = time.monotonic() + within
+  while _alive(started) and time.monotonic() < deadline:
+    time.sleep(0.2)
+  left = _alive(started)
+  for pid in left:
+    os.kill(pid, signal.SIGKILL)
+  return left
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watchdog reads /proc")
 def test_processes_started_by_a_killed_driver_are_stopped():
-  import signal
   from merjax.tune.reaper import descendants
 
   driver = subprocess.Popen([sys.executable, "-c", _DRIVER_WITH_CHILDREN, ROOT],
                             stdout=subprocess.PIPE, text=True)
+  started = []
   try:
     int(driver.stdout.readline())
-    started = [p for p, _ in descendants(driver.pid).items()]
+    started = list(descendants(driver.pid))
     assert len(started) >= 4  # watchdog, sh, two sleeps
   finally:
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-  deadline = time.monotonic() + 15
-  while _alive(started) and time.monotonic() < deadline:
-    time.sleep(0.2)
-  assert _alive(started) == []
+    left = _kill(driver, started, within=15)
+  assert left == []
 
 
 _RAY_DRIVER = """
@@ -521,11 +533,11 @@ with ray_session(num_cpus=1):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watchdog reads /proc")
 def test_ray_agents_end_with_a_killed_driver():
   pytest.importorskip("ray")
-  import signal
   from merjax.tune.reaper import descendants
 
   driver = subprocess.Popen([sys.executable, "-c", _RAY_DRIVER, ROOT], stdout=subprocess.PIPE,
                             text=True)
+  started = []
   try:
     assert driver.stdout.readline().strip() == "ready"
     time.sleep(3)
@@ -533,9 +545,5 @@ def test_ray_agents_end_with_a_killed_driver():
     titles = [open(f"/proc/{p}/cmdline", "rb").read() for p in _alive(started)]
     assert any(t.startswith(b"ray::DashboardAgent") for t in titles), titles
   finally:
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-  deadline = time.monotonic() + 20
-  while _alive(started) and time.monotonic() < deadline:
-    time.sleep(0.5)
-  assert _alive(started) == []
+    left = _kill(driver, started, within=20)
+  assert left == []

@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from merjax.errors import MerjaxError
 
@@ -87,6 +90,28 @@ def _remove_stale_partials(path: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True)
 
 
+def _process_layout() -> tuple[int, int]:
+  """(process index, process count) of a multi-host JAX run; (0, 1) without one.
+
+  Looks only at a jax that is already imported, so commands that never use JAX stay light.
+  """
+  jax = sys.modules.get("jax")
+  if jax is None:
+    return 0, 1
+  return jax.process_index(), jax.process_count()
+
+
+def _agree_on_path(path: Path | None) -> Path:
+  """Process 0's ``path``, on every process of a multi-host run."""
+  from jax.experimental import multihost_utils
+  encoded = np.zeros(4096, np.uint8)
+  if path is not None:
+    raw = os.fsencode(path)
+    encoded[:len(raw)] = np.frombuffer(raw, np.uint8)
+  shared = np.asarray(multihost_utils.broadcast_one_to_all(encoded))
+  return Path(os.fsdecode(shared[shared > 0].tobytes()))
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
   """Yields a temporary folder next to ``path`` that becomes ``path`` when the block succeeds.
@@ -94,7 +119,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
   ``path`` must not exist or be an empty directory. The temporary folder is
   ``.<name>.partial-<pid>-<random>`` in the same parent (so the final rename stays on one file
   system and is atomic); on an exception it is removed, and leftovers of killed runs are
-  removed the next time.
+  removed the next time. In a multi-host run every process enters the block with the same
+  folder (orbax checkpoints are written by all processes together), and process 0 alone
+  creates, renames and cleans up, after every process has finished writing.
 
   Args:
     path: the directory to create.
@@ -106,21 +133,37 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     MerjaxError: ``path`` exists and is not an empty directory (before or after the block).
   """
   path = Path(path).absolute()
+  index, count = _process_layout()
 
   def check_free() -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
       raise MerjaxError(f"{path} exists and is not an empty directory")
 
-  check_free()
-  path.parent.mkdir(parents=True, exist_ok=True)
-  _remove_stale_partials(path)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_PARTIAL}{os.getpid()}-", dir=path.parent))
+  tmp = None
+  if index == 0:
+    check_free()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_PARTIAL}{os.getpid()}-",
+                                dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would become the directory's mode
+  if count > 1:
+    tmp = _agree_on_path(tmp)
   try:
     yield tmp
-    check_free()
-    if path.exists():
-      path.rmdir()
-    os.rename(tmp, path)
+    if count > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"merjax: {path} written")
+    if index == 0:
+      check_free()
+      if path.exists():
+        path.rmdir()
+      os.rename(tmp, path)
+    if count > 1:
+      multihost_utils.sync_global_devices(f"merjax: {path} renamed")
   except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
+    if index == 0:
+      shutil.rmtree(tmp, ignore_errors=True)
     raise

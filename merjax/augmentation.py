@@ -3,20 +3,42 @@
 Both modes apply each of ``config.augment.transforms`` to every training clip on its own, so
 the CNN trains on the originals plus one variant per transform (x5 with the paper's four).
 Offline draws the parameters once from ``config.augment.seed``: the same seed gives the same
-set. Online draws fresh parameters every epoch and recomputes the augmented log-mels on the
-device, inside the training pipeline. Clip ``i`` always draws from ``fold_in(key, i)``, so a
-clip's variant does not depend on the batch it was computed in.
+set. Online draws fresh parameters every epoch. Variant ``v`` of clip ``i`` draws from
+``fold_in(fold_in(base, i), TRANSFORMS.index(transform))`` with ``base = key(seed)`` offline and
+``fold_in(key(seed), epoch)`` online, so a variant depends only on (seed, [epoch,] clip,
+variant): not on the batch, the device count or the host it was computed on.
+
+Two pipelines produce these inputs (``config.augment.pipeline``):
+
+- ``precomputed``: the augmented log-mels are computed before training (offline: once, held in
+  memory, x5 the training split's mels; online: at the start of every epoch) and batched like
+  any split (:func:`offline_training_set`, :class:`OnlineAugmentedBatches`).
+- ``waveforms``: nothing is precomputed. The batches carry the training clips themselves, sharded
+  along the mesh's ``data`` axis (:class:`WaveformBatches`), and the CNN's jitted training step
+  augments each example with its own key, computes the log-mel and the training split's
+  z-normalisation, and trains (:class:`WaveformFrontEnd`, the state's ``apply_fn``): every
+  device works on its own rows, and the memory is that of the clips, not of five mel sets.
+- ``auto`` (default): ``waveforms`` on GPUs and TPUs, ``precomputed`` on CPU. The rule: on CPU
+  the augmentation (phase vocoder, resampling) costs more than the CNN step, and the waveform
+  step computes every transform for every example (a per-example choice under ``vmap`` is a
+  select: all branches run) and redoes it every epoch, while the precomputed set is computed
+  once (offline) with one transform per variant. Both pipelines give the same log-mels (to
+  1e-4 dB) and the same training steps (tests/test_waveform_training.py).
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+import dataclasses
+import functools
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from merjax import parallel
 from merjax.config import AudioConfig, AugmentConfig
+from merjax.errors import MerjaxError
 
 _CHUNK = 8  # clips per jitted augment-then-mel call: bounds the phase vocoder's memory
 
@@ -26,7 +48,8 @@ def _mel_kwargs(audio: AudioConfig, augment: AugmentConfig) -> dict:
               n_mels=audio.n_mels, fmin=audio.fmin, fmax=audio.fmax, ref=audio.ref,
               amin=audio.amin, top_db=audio.top_db, max_shift_seconds=augment.max_shift_seconds,
               max_semitones=augment.max_semitones, min_rate=augment.min_rate,
-              max_rate=augment.max_rate, max_gain_db=augment.max_gain_db)
+              max_rate=augment.max_rate, max_gain_db=augment.max_gain_db,
+              resampler=augment.resampler)
 
 
 def augmented_log_mels(waveforms, *, audio: AudioConfig, augment: AugmentConfig,
@@ -136,3 +159,202 @@ class OnlineAugmentedBatches:
                             batch_size=self.batch_size, shuffle=True, seed=self.augment.seed,
                             mesh=self.mesh)
     yield from batches.epoch(epoch)
+
+
+PIPELINES = ("auto", "precomputed", "waveforms")
+
+
+def resolve_pipeline(augment: AugmentConfig) -> str:
+  """``precomputed`` or ``waveforms`` for the CNN stage (see the module docstring's rule)."""
+  if augment.pipeline not in PIPELINES:
+    raise MerjaxError(f"augment pipeline must be one of {', '.join(PIPELINES)}, got "
+                      f"{augment.pipeline!r}")
+  if augment.pipeline != "auto":
+    return augment.pipeline
+  return "precomputed" if jax.default_backend() == "cpu" else "waveforms"
+
+
+# A packed example row: the clip's samples, then its identity as int32 bit patterns.
+_IDS = ("clip", "variant", "epoch")
+
+
+def _variants(augment: AugmentConfig) -> tuple[str, ...]:
+  """The transforms of the training set, in variant order (variant 0 is the original)."""
+  return () if augment.mode == "none" else tuple(augment.transforms)
+
+
+def example_log_mels(packed: jax.Array, *, audio: AudioConfig, augment: AugmentConfig,
+                     mel_mean: float, mel_std: float) -> jax.Array:
+  """Normalised log-mels of packed training examples, each augmented with its own key.
+
+  Traceable; the heart of the waveform pipeline's step.
+
+  Args:
+    packed: ``[shape=(batch, samples + 3)]`` float32 rows from :class:`WaveformBatches`: the
+      clip, then its clip index, variant (0: original, ``v``: ``transforms[v - 1]``) and epoch as
+      int32 bit patterns.
+    audio: spectral settings.
+    augment: transforms, ranges, seed, mode and resampler.
+    mel_mean, mel_std: the training split's log-mel statistics.
+
+  Returns:
+    ``[shape=(batch, n_mels, frames)]`` float32, equal to the precomputed pipeline's rows.
+  """
+  from merjax.audio import augment as transforms_module
+  from merjax.audio import spectral
+
+  samples = packed.shape[1] - len(_IDS)
+  waveforms = packed[:, :samples]
+  ids = jax.lax.bitcast_convert_type(packed[:, samples:], jnp.int32)
+  clip, variant, epoch = (ids[:, k] for k in range(len(_IDS)))
+  names = _variants(augment)
+  if names:
+    base = jax.random.key(augment.seed)
+    if augment.mode == "online":
+      keys = jax.vmap(lambda c, e: jax.random.fold_in(jax.random.fold_in(base, e), c))(clip, epoch)
+    else:
+      keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, clip)
+    kwargs = _mel_kwargs(audio, augment)
+    ranges = {k: kwargs.pop(k) for k in ("max_shift_seconds", "max_semitones", "min_rate",
+                                         "max_rate", "max_gain_db", "resampler")}
+    augmented, _ = transforms_module.augment_variants(
+        keys, waveforms, transforms=names, sample_rate=audio.sample_rate, **ranges)
+    for v, name in enumerate(names, start=1):
+      waveforms = jnp.where((variant == v)[:, None], augmented[name], waveforms)
+  mels = spectral._log_mel(waveforms, sample_rate=audio.sample_rate, n_fft=audio.n_fft,
+                           hop_length=audio.hop_length, n_mels=audio.n_mels, fmin=audio.fmin,
+                           fmax=audio.fmax, ref=audio.ref, amin=audio.amin, top_db=audio.top_db)
+  return (mels - mel_mean) / mel_std
+
+
+@dataclasses.dataclass(frozen=True)
+class WaveformFrontEnd:
+  """A model's ``apply`` that takes packed waveform rows as well as log-mels.
+
+  Set as the CNN state's ``apply_fn`` (:func:`merjax.train.train_classifier`'s
+  ``wrap_apply``), it puts augmentation, log-mel and z-normalisation inside the jitted training
+  step; log-mel inputs (validation, inference) pass straight through. The variables are the
+  model's own, so checkpoints and the trained model are those of the plain CNN. Compares by
+  value, so jitted steps are reused.
+
+  Attributes:
+    apply: the model's apply (``state.apply_fn``).
+    audio: spectral settings.
+    augment: the augmentation settings.
+    mel_mean, mel_std: the training split's log-mel statistics.
+  """
+
+  apply: Callable
+  audio: AudioConfig
+  augment: AugmentConfig
+  mel_mean: float
+  mel_std: float
+
+  def __call__(self, variables, inputs, *args, **kwargs):
+    if inputs.ndim == 2:
+      inputs = example_log_mels(inputs, audio=self.audio, augment=self.augment,
+                                mel_mean=self.mel_mean, mel_std=self.mel_std)
+    return self.apply(variables, inputs, *args, **kwargs)
+
+
+def _pack(waveforms, clip, variant, epoch):
+  rows = jnp.take(waveforms, clip, axis=0)
+  ids = jnp.stack([clip, variant, jnp.broadcast_to(epoch, clip.shape)], axis=1)
+  return jnp.concatenate([rows, jax.lax.bitcast_convert_type(ids, jnp.float32)], axis=1)
+
+
+_jit_pack = jax.jit(_pack)
+
+
+@functools.lru_cache(maxsize=None)
+def _mesh_pack(mesh):
+  spec = jax.sharding.PartitionSpec(parallel.DATA_AXIS)
+  rep = jax.sharding.PartitionSpec()
+  return jax.jit(jax.shard_map(_pack, mesh=mesh, in_specs=(rep, spec, spec, rep), out_specs=spec))
+
+
+class WaveformBatches:
+  """The CNN's training batches as clips: each device gathers and packs its own rows.
+
+  The examples are the rows of the precomputed set, in its order (originals, then one block
+  per transform), so with the same shuffling seed the batches hold the same examples as
+  :class:`merjax.data.memory.DeviceBatches` over :func:`offline_training_set`'s result.
+
+  Args:
+    waveforms: training clips [shape=(n, samples)].
+    labels: their quadrants [shape=(n,)].
+    augment: mode and transforms (``none``: the originals only).
+    batch_size: examples per global batch.
+    seed: the shuffling seed (see :class:`merjax.data.memory.DeviceBatches`).
+    mesh: optional data mesh; batches then come sharded along ``data``.
+
+  Yields (from :meth:`epoch`) ``{"inputs": [shape=(batch, samples + 3)], "label", "mask",
+  "index"}``, ``inputs`` packed for :func:`example_log_mels`.
+  """
+
+  def __init__(self, waveforms, labels, *, augment: AugmentConfig, batch_size: int,
+               seed: int = 0, mesh=None, memory_budget_bytes: int | None = None):
+    from merjax.data.memory import DeviceBatches
+    n = len(waveforms)
+    repeats = 1 + len(_variants(augment))
+    table = {"clip": np.tile(np.arange(n, dtype=np.int32), repeats),
+             "variant": np.repeat(np.arange(repeats, dtype=np.int32), n),
+             "label": np.tile(np.asarray(labels), repeats)}
+    self.index = DeviceBatches(table, batch_size=batch_size, shuffle=True, seed=seed, mesh=mesh,
+                               memory_budget_bytes=memory_budget_bytes)
+    waveforms = np.asarray(waveforms, np.float32)
+    self.mesh = mesh
+    self.waveforms = (jax.device_put(waveforms) if mesh is None
+                      else parallel.replicate(waveforms, mesh))
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def epoch(self, epoch: int = 0) -> Iterator[dict[str, jax.Array]]:
+    """Yields the packed batches of one epoch."""
+    number = np.int32(epoch)
+    if self.mesh is None:
+      pack, number = _jit_pack, jax.device_put(number)
+    else:
+      pack, number = _mesh_pack(self.mesh), parallel.replicate(number, self.mesh)
+    for batch in self.index.epoch(epoch):
+      yield {"inputs": pack(self.waveforms, batch["clip"], batch["variant"], number),
+             "label": batch["label"], "mask": batch["mask"], "index": batch["index"]}
+
+
+@dataclasses.dataclass
+class WaveformTraining:
+  """What the CNN stage needs to train from waveforms (the ``waveforms`` pipeline).
+
+  Attributes:
+    waveforms: training clips [shape=(n, samples)].
+    labels: their quadrants [shape=(n,)].
+    audio: spectral settings.
+    augment: augmentation settings.
+    mel_mean, mel_std: the training split's log-mel statistics.
+  """
+
+  waveforms: np.ndarray
+  labels: np.ndarray
+  audio: AudioConfig
+  augment: AugmentConfig
+  mel_mean: float
+  mel_std: float
+
+  @property
+  def size(self) -> int:
+    """Examples per epoch (clips times variants)."""
+    return len(self.labels) * (1 + len(_variants(self.augment)))
+
+  def front_end(self, apply: Callable) -> WaveformFrontEnd:
+    """Wraps a CNN state's ``apply_fn``."""
+    return WaveformFrontEnd(apply=apply, audio=self.audio, augment=self.augment,
+                            mel_mean=float(self.mel_mean), mel_std=float(self.mel_std))
+
+  def batches(self, *, batch_size: int, seed: int, mesh=None) -> Callable[[int], Any]:
+    """``epoch -> batches``. ``seed`` shuffles; online runs shuffle with the augment seed, as
+    :class:`OnlineAugmentedBatches` does."""
+    if self.augment.mode == "online":
+      seed = self.augment.seed
+    return WaveformBatches(self.waveforms, self.labels, augment=self.augment,
+                           batch_size=batch_size, seed=seed, mesh=mesh).epoch

@@ -117,7 +117,8 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
     workers: processes for feature extraction (default: all cores, at most 4).
     progress: show progress bars.
     song_ids: ids of the clips, with ``cache_dir``: features are then read from (or added to)
-      the per-song cache that ``merjax features`` fills.
+      the per-song cache that ``merjax features`` fills; with ``features_backend="table"``
+      they select the table's rows (required).
     cache_dir: the dataset's feature directory.
 
   Returns:
@@ -128,6 +129,10 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
 
   workers = workers or min(4, os.cpu_count() or 1)
   mels = log_mels(waveforms, audio=config.audio, progress=progress)
+  if config.features_backend == "table":  # the recorded table's rows (docs/method.md)
+    from merjax.features.source import table_inputs
+    return (mels, *table_inputs(config.features_table,
+                                None if song_ids is None else list(song_ids)))
   if cache_dir is not None:
     raw = extract_cached(zip(song_ids, waveforms), cache_dir=cache_dir,
                          backend=config.features_backend, sample_rate=config.audio.sample_rate,
@@ -140,33 +145,48 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
 
 
 def model_inputs(model, waveforms: np.ndarray, *, workers: int | None = None,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 progress: bool = True, song_ids: np.ndarray | None = None,
+                 config: Config | None = None) -> tuple[np.ndarray, np.ndarray]:
   """The inference-time transform: what training did, with the model's fitted statistics.
 
   Args:
-    model: a :class:`merjax.train.HybridModel`.
+    model: a :class:`merjax.inference.HybridModel`.
     waveforms: clips [shape=(n, samples)] at the model's sample rate and clip length.
     workers: processes for feature extraction.
     progress: show progress bars.
+    song_ids: the clips' song ids (needed by a model trained on a feature table).
+    config: the model's config with another feature table
+      (:func:`merjax.features.source.model_table`); default ``model.config``.
 
   Returns:
     ``(normalised log-mels, preprocessed features)``.
   """
-  mels, raw, _ = clip_inputs(waveforms, config=model.config, workers=workers, progress=progress)
+  mels, raw, _ = clip_inputs(waveforms, config=config or model.config, workers=workers,
+                             progress=progress, song_ids=song_ids)
   features = (raw if model.feature_preprocessor is None
               else model.feature_preprocessor.transform(raw))
   return model.normalise_mels(mels), np.asarray(features, np.float32)
 
 
 def _add_augmentation(stage_data: StageData, train_waveforms: np.ndarray, *, config: Config,
-                      mel_mean: float, mel_std: float, log: Callable[[str], Any]) -> None:
-  """Adds the CNN's augmented training set (offline) or its per-epoch source (online)."""
-  from merjax.augmentation import OnlineAugmentedBatches, offline_training_set
+                      mel_mean: float, mel_std: float, log: Callable[[str], Any],
+                      pipeline: str = "precomputed") -> None:
+  """Adds the CNN's augmented training set (offline) or its per-epoch source (online), or,
+  for the ``waveforms`` pipeline, the clips that the CNN's step augments itself."""
+  from merjax.augmentation import (OnlineAugmentedBatches, WaveformTraining,
+                                   offline_training_set)
 
   augment = config.augment
+  train_labels, train_mels = stage_data.labels["train"], stage_data.mels["train"]
+  if pipeline == "waveforms":
+    stage_data.cnn_waveforms = WaveformTraining(
+        waveforms=train_waveforms, labels=train_labels, audio=config.audio, augment=augment,
+        mel_mean=mel_mean, mel_std=mel_std)
+    log(f"CNN trains from waveforms: {stage_data.cnn_waveforms.size} examples per epoch "
+        f"({augment.mode} augmentation made on the devices, inside the training step)")
+    return
   if augment.mode == "none" or not augment.transforms:
     return
-  train_labels, train_mels = stage_data.labels["train"], stage_data.mels["train"]
   kwargs = dict(audio=config.audio, augment=augment, mel_mean=mel_mean, mel_std=mel_std)
   if augment.mode == "offline":
     stage_data.cnn_train_mels, stage_data.cnn_train_labels = offline_training_set(
@@ -182,8 +202,8 @@ def _add_augmentation(stage_data: StageData, train_waveforms: np.ndarray, *, con
 
 def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike | None = None,
                    clips_per_quadrant: int = 40, workers: int | None = None,
-                   keep_waveforms: bool = False, log: Callable[[str], Any] = print
-                   ) -> PreparedInputs:
+                   keep_waveforms: bool = False, log: Callable[[str], Any] = print,
+                   waveform_training: bool = False) -> PreparedInputs:
   """Loads a dataset and computes every stage's inputs.
 
   Args:
@@ -194,6 +214,11 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
     workers: processes for feature extraction (default: all cores, at most 4).
     keep_waveforms: keep the raw clips (needed for online augmentation).
     log: progress sink.
+    waveform_training: the caller trains with :func:`merjax.train.train_hybrid`, which can
+      train the CNN from waveforms: ``config.augment.pipeline`` is then honoured (``auto``:
+      waveforms on accelerators when augmenting, see :mod:`merjax.augmentation`). Otherwise
+      the CNN's training set is precomputed (``cnn_train_*``), as callers that batch it
+      themselves (tuning) need.
 
   Returns:
     The :class:`PreparedInputs`.
@@ -211,6 +236,13 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
     raise MerjaxError(f"dataset {dataset!r} has no clips in split(s) {missing}")
 
   augmenting = config.augment.mode != "none" and bool(config.augment.transforms)
+  pipeline = "precomputed"
+  if waveform_training:
+    from merjax.augmentation import resolve_pipeline
+    pipeline = resolve_pipeline(config.augment)
+    if config.augment.pipeline == "auto" and not augmenting:
+      pipeline = "precomputed"  # the log-mels are made anyway (statistics, validation)
+  augmenting = augmenting or pipeline == "waveforms"
   mels, raw, kept = [], [], []
   start = 0
   for chunk in chunks:  # stream: only the clips that must stay in memory are kept
@@ -237,7 +269,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
                          labels=by_split(labels))
   if augmenting:
     _add_augmentation(stage_data, waveforms[index["train"]], config=config, mel_mean=mel_mean,
-                      mel_std=mel_std, log=log)
+                      mel_std=mel_std, log=log, pipeline=pipeline)
   return PreparedInputs(stage_data=stage_data,
                         waveforms=by_split(waveforms) if keep_waveforms else None,
                         song_ids=by_split(song_ids), mel_mean=mel_mean, mel_std=mel_std,

@@ -1,5 +1,7 @@
 """merjax.audio.augment against librosa 0.11 and numpy/scipy references."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import librosa
@@ -285,3 +287,56 @@ def test_augment_preview_command(tmp_path, capsys):
     assert main(["augment-preview", *argv]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+def test_sinc_resampler_is_close_to_librosa(clip):
+  """The accelerator resampler: within 3e-3 (relative L2) of librosa's res_type="fft", and as
+  close to librosa's default soxr_hq as the exact FFT path is (documented in augment.py)."""
+  steps = np.array([-2.0, 1.5])
+  batch = np.tile(clip, (len(steps), 1))
+  sinc = np.asarray(audio.pitch_shift(batch, steps, resampler="sinc"))
+  exact = np.asarray(audio.pitch_shift(batch, steps, resampler="fft"))
+  for got, fft_path, n_steps in zip(sinc, exact, steps):
+    reference = librosa.effects.pitch_shift(clip.astype(np.float64), sr=SR, n_steps=n_steps,
+                                            res_type="fft")
+    assert relative_error(got, reference) < 3e-3
+    soxr = librosa.effects.pitch_shift(clip.astype(np.float64), sr=SR, n_steps=n_steps)
+    assert relative_error(got, soxr) < 1.05 * relative_error(fft_path, soxr)
+
+
+def test_resampler_is_checked_and_auto_is_fft_on_cpu(clip):
+  with pytest.raises(MerjaxError, match="resampler"):
+    audio.pitch_shift(clip[None], 1.0, resampler="linear")
+  auto = np.asarray(audio.pitch_shift(clip[None], 1.0, resampler="auto"))
+  np.testing.assert_array_equal(auto, np.asarray(audio.pitch_shift(clip[None], 1.0,
+                                                                   resampler="fft")))
+
+
+@pytest.fixture
+def accelerator_paths(monkeypatch):
+  """The code paths taken off CPU (GPU, TPU), traced here on CPU."""
+  from merjax.audio import spectral
+  jax.clear_caches()
+  monkeypatch.setattr(augment, "_on_cpu", lambda: False)
+  monkeypatch.setattr(spectral, "_clips_per_step", lambda batch: None)
+  yield
+  jax.clear_caches()
+
+
+def test_accelerator_paths_have_no_loops_nor_odd_ffts_and_equal_the_cpu_path(
+    clip, accelerator_paths):
+  short = np.tile(clip[:SR], (2, 1))
+  keys = jax.random.split(jax.random.key(0), 2)
+  jaxpr = str(jax.make_jaxpr(lambda k, w: audio.augment_log_mel(k, w)[0])(keys, short))
+  assert "while[" not in jaxpr and "scan[" not in jaxpr and "cond[" not in jaxpr
+  lengths = [int(x) for x in re.findall(r"fft_lengths=\((\d+),?\)", jaxpr)]
+  assert lengths and all(n % 2 == 0 for n in lengths), lengths
+  # cumsum instead of a scan, no materialising loop: the same stretch, bit for bit or nearly
+  fast = np.asarray(audio.time_stretch(short, [0.7, 1.3]))
+  jax.clear_caches()
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(augment, "_on_cpu", lambda: True)
+    from merjax.audio import spectral
+    m.setattr(spectral, "_clips_per_step", lambda batch: 2)
+    reference = np.asarray(audio.time_stretch(short, [0.7, 1.3]))
+  np.testing.assert_allclose(fast, reference, atol=1e-6)

@@ -9,7 +9,7 @@ def register(subparsers) -> None:
       "demo", help="run the whole hybrid method on generated synthetic quadrant data",
       description="Generate a synthetic four-quadrant dataset, split it 70-15-15, extract "
       "log-mels and handcrafted features, train the CNN, DNN and fusion stages with the "
-      "paper's Table 2 hyperparameters (MERGE Audio Balanced), and report the test metrics "
+      "paper's Table 2 hyperparameters (MERGE Bimodal Balanced), and report the test metrics "
       "of the CNN, the DNN and the hybrid side by side.")
   parser.add_argument("--out", default="merjax_demo",
                       help="output directory for metrics.json, metrics.md and plots "

@@ -295,21 +295,21 @@ def test_atomic_directory_leaves_nothing_half_written(tmp_path):
 
 @pytest.mark.slow
 def test_train_killed_during_the_final_save_reruns(tmp_path, capsys, monkeypatch):
-  import merjax.model_dir
+  import merjax.inference.directory as directory
 
   out = tmp_path / "model"
   args = ["train", "--dataset", "synthetic", "--clips-per-quadrant", "4", "--seconds", "3",
           "--max-epochs", "1", "--augment", "none", "--workers", "1", "--out", str(out)]
-  real_save = merjax.model_dir.save_model
+  real_save = directory.save_model
 
   def killed(model, path, **kwargs):
     real_save(model, path, **kwargs)
     raise KeyboardInterrupt  # after the checkpoints, before the report: a half-written model
 
-  monkeypatch.setattr(merjax.model_dir, "save_model", killed)
+  monkeypatch.setattr(directory, "save_model", killed)
   assert main(args) == 130
   assert not out.exists() and os.listdir(tmp_path) == []
-  monkeypatch.setattr(merjax.model_dir, "save_model", real_save)
+  monkeypatch.setattr(directory, "save_model", real_save)
   assert main(args) == 0
   assert (out / "config.json").exists() and (out / "test" / "metrics.json").exists()
 

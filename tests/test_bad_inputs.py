@@ -295,21 +295,21 @@ def test_atomic_directory_leaves_nothing_half_written(tmp_path):
 
 @pytest.mark.slow
 def test_train_killed_during_the_final_save_reruns(tmp_path, capsys, monkeypatch):
-  import merjax.model_dir
+  import merjax.inference.directory as directory
 
   out = tmp_path / "model"
   args = ["train", "--dataset", "synthetic", "--clips-per-quadrant", "4", "--seconds", "3",
           "--max-epochs", "1", "--augment", "none", "--workers", "1", "--out", str(out)]
-  real_save = merjax.model_dir.save_model
+  real_save = directory.save_model
 
   def killed(model, path, **kwargs):
     real_save(model, path, **kwargs)
     raise KeyboardInterrupt  # after the checkpoints, before the report: a half-written model
 
-  monkeypatch.setattr(merjax.model_dir, "save_model", killed)
+  monkeypatch.setattr(directory, "save_model", killed)
   assert main(args) == 130
   assert not out.exists() and os.listdir(tmp_path) == []
-  monkeypatch.setattr(merjax.model_dir, "save_model", real_save)
+  monkeypatch.setattr(directory, "save_model", real_save)
   assert main(args) == 0
   assert (out / "config.json").exists() and (out / "test" / "metrics.json").exists()
 
@@ -461,3 +461,89 @@ def test_the_librosa_paths_run_without_crashing():
       f"__pycache__ written by racing processes: delete its *.nbi and *.nbc files)\n"
       f"{result.stderr[-3000:]}")
   assert "all librosa paths ok" in result.stdout
+
+
+# -- 9. Ray's processes end with the driver, even after kill -9 ------------------------------------
+
+_DRIVER_WITH_CHILDREN = """
+import importlib.util, os, subprocess, sys, time
+# the module alone, without the (slow to import) merjax.tune package
+spec = importlib.util.spec_from_file_location(
+    "reaper", os.path.join(sys.argv[1], "merjax", "tune", "reaper.py"))
+reaper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reaper)
+with reaper.reaped():
+  clean = {k: v for k, v in os.environ.items() if k != "MERJAX_RAY_SESSION"}
+  # like Ray's agents: started below the driver, environment not inherited
+  below = subprocess.Popen(["sh", "-c", "sleep 600 & sleep 600"], env=clean)
+  time.sleep(2.5)  # the watchdog notes the processes below the driver once a second
+  print(below.pid, flush=True)
+  time.sleep(600)
+"""
+
+
+def _alive(pids):
+  return [p for p in pids if os.path.exists(f"/proc/{p}")
+          and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+
+
+def _kill(driver, started, *, within: float) -> list[int]:
+  """Kills the driver with SIGKILL; the processes of ``started`` still alive after ``within``
+  seconds (then killed here, so that no test leaves any behind)."""
+  import signal
+
+  os.kill(driver.pid, signal.SIGKILL)
+  driver.wait()
+  deadline = time.monotonic() + within
+  while _alive(started) and time.monotonic() < deadline:
+    time.sleep(0.2)
+  left = _alive(started)
+  for pid in left:
+    os.kill(pid, signal.SIGKILL)
+  return left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watchdog reads /proc")
+def test_processes_started_by_a_killed_driver_are_stopped():
+  from merjax.tune.reaper import descendants
+
+  driver = subprocess.Popen([sys.executable, "-c", _DRIVER_WITH_CHILDREN, ROOT],
+                            stdout=subprocess.PIPE, text=True)
+  started = []
+  try:
+    int(driver.stdout.readline())
+    started = list(descendants(driver.pid))
+    assert len(started) >= 4  # watchdog, sh, two sleeps
+  finally:
+    left = _kill(driver, started, within=15)
+  assert left == []
+
+
+_RAY_DRIVER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from merjax.tune.session import ray_session
+with ray_session(num_cpus=1):
+  print("ready", flush=True)
+  time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watchdog reads /proc")
+def test_ray_agents_end_with_a_killed_driver():
+  pytest.importorskip("ray")
+  from merjax.tune.reaper import descendants
+
+  driver = subprocess.Popen([sys.executable, "-c", _RAY_DRIVER, ROOT], stdout=subprocess.PIPE,
+                            text=True)
+  started = []
+  try:
+    assert driver.stdout.readline().strip() == "ready"
+    time.sleep(3)
+    started = list(descendants(driver.pid))
+    titles = [open(f"/proc/{p}/cmdline", "rb").read() for p in _alive(started)]
+    assert any(t.startswith(b"ray::DashboardAgent") for t in titles), titles
+  finally:
+    left = _kill(driver, started, within=20)
+  assert left == []

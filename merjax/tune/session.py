@@ -6,7 +6,8 @@ mode it uses on macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), so 
 switches that mode on for its own lifetime: the node address is then 127.0.0.1 and every Ray
 server listens on loopback. ``address=...`` joins a cluster started with ``ray start --head``; a
 loopback address (a head started on this machine with ``--node-ip-address=127.0.0.1`` in the
-same single-machine mode) keeps the mode on, any other address leaves it off.
+same single-machine mode) keeps the mode on, any other address leaves it off. The processes of
+an embedded session end with the driver, even when it is killed (:mod:`merjax.tune.reaper`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from typing import Iterator
 
 from merjax.errors import MerjaxError
+from merjax.tune.reaper import reaped
 
 _LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -74,6 +76,8 @@ def ray_session(*, address: str | None = None, num_cpus: int | None = None,
     if address is None or _is_loopback(address):
       stack.enter_context(_loopback_only())
     if address is None:
+      # Its processes (agents included) end with this driver, even after a kill -9.
+      stack.enter_context(reaped())
       options.update(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus)
     else:
       options.update(address=address)

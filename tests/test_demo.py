@@ -50,3 +50,17 @@ def test_small_demo_runs_end_to_end(tmp_path, capsys):
   printed = capsys.readouterr().out
   assert "[cnn] epoch   1/3" in printed and "[fusion] stopped" in printed
   assert "| hybrid |" in printed
+
+
+# `merjax demo --seed 0` with its defaults (100 clips per quadrant of 3 s, Table 2's Bimodal
+# Balanced preset): test weighted F1 of the CNN, the DNN and the hybrid, as measured.
+DEMO_SEED0_F1 = {"cnn": 0.7840, "dnn": 0.7682, "hybrid": 0.8160}
+
+
+@pytest.mark.slow  # the default demo: about 2 minutes of CPU time
+def test_default_demo_metrics_for_seed_0_are_pinned(tmp_path):
+  from merjax.demo import run_demo
+  results = run_demo(out_dir=tmp_path / "demo", seed=0, log=lambda line: None)
+  for name, f1 in DEMO_SEED0_F1.items():
+    assert results[name]["f1"] == pytest.approx(f1, abs=0.04), name  # about two test clips
+  assert results["hybrid"]["f1"] > max(results["cnn"]["f1"], results["dnn"]["f1"])

@@ -16,7 +16,7 @@ N_COLUMNS = 1714
 # The authors' naming: F0001.. (MIR Toolbox, Marsyas, PsySound3), then the novel features.
 COLUMNS = ([f"F{i:04d}" for i in range(1, 1701)] + [f"ORIGINAL-f{i}" for i in range(10)]
            + [f"VOICE-f{i}" for i in range(4)])
-SECONDS = 2.5  # about the shortest clip the CNN's four pooling blocks accept (74 frames)
+SECONDS = 3.0  # the shortest clip `merjax train` accepts (the CNN needs 74 frames)
 
 
 def _write_table(path, songs, labels, *, seed=0):
@@ -56,7 +56,7 @@ def setup(tmp_path_factory):
 @pytest.mark.slow  # trains on the fixture (about 45 s of CPU time for the module)
 def test_the_model_records_the_table_and_trains_on_exactly_its_columns(setup):
   from merjax.features.source import file_sha256
-  from merjax.model_dir import load_model
+  from merjax.inference.directory import load_model
 
   model = load_model(setup["model"])
   record = {"path": str(setup["table"].absolute()), "sha256": file_sha256(setup["table"]),
@@ -86,7 +86,7 @@ def _flatten(tree, prefix=""):
 @pytest.mark.slow
 def test_the_dnn_inputs_are_the_tables_rows_after_the_fitted_preprocessing(setup):
   from merjax.features import read_feature_table
-  from merjax.model_dir import load_model
+  from merjax.inference.directory import load_model
   from merjax.workflow import model_inputs
 
   model = load_model(setup["model"])
@@ -200,3 +200,14 @@ def test_the_experiments_take_the_feature_options(tmp_path, capsys):
   from merjax.config import Config
   config = features_config(Config(), features="table", table=table)
   assert config.features_backend == "table" and config.features_table["columns"] == N_COLUMNS
+
+
+@pytest.mark.slow
+def test_predict_explains_that_a_table_model_needs_table_rows(setup, tmp_path, capsys):
+  import soundfile as sf
+  song = tmp_path / "new.wav"
+  sf.write(song, np.zeros(16000 * 3, np.float32), 16000)
+  assert main(["predict", str(song), "--model", str(setup["model"])]) == 2
+  err = capsys.readouterr().err
+  assert "trained on the feature table" in err and "needs that table's rows" in err
+  assert err.count("\n") == 1

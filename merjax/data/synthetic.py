@@ -37,7 +37,7 @@ So the CNN alone mostly confuses Q1 with Q2, the DNN alone Q3 with Q4, and the f
 resolves both: ``merjax demo`` shows that fusion combines complementary evidence. It says
 nothing about the scores to expect on MERGE, where the evidence is not split this cleanly.
 (Logistic regression on the builtin features of 3-second clips, 5-fold cross-validated on 160
-clips: about 94 % for arousal, 83 % for Q1 against Q2, 58 % for Q3 against Q4.)
+clips: about 94 % for arousal, 85 % for Q1 against Q2, 60 % for Q3 against Q4.)
 
 Clips are generated one by one (:func:`clip`) from a generator seeded by ``(seed, quadrant,
 index)``, so clip ``SYN-Q2-0007`` is the same whatever the size of the set it belongs to.
@@ -354,7 +354,7 @@ def synthesize(params: np.void, *, seconds: float, sample_rate: int,
   # Sweeps every two beats, all rising or all falling: the calm quadrants' valence cue.
   sweep = _sweep(rising=str(params["sweep"]) == "up", seconds=_SWEEP_BEATS * beat / sample_rate,
                  sample_rate=sample_rate, rng=rng)
-  _place(out, sweep, beats[::2], np.full(len(beats[::2]), 0.3, np.float32))
+  _place(out, sweep, beats[::2], np.full(len(beats[::2]), 0.5, np.float32))
 
   rms = float(np.sqrt(np.mean(np.square(out, dtype=np.float64)))) or 1.0
   noise_rms = rms * 10.0 ** (-float(params["snr_db"]) / 20.0)

@@ -518,8 +518,8 @@ def predict_library(inputs: Sequence[str | os.PathLike], *, model_dir: str | os.
                 workers=workers, batch_size=batch_size)
   model = load_model(model_dir)
   if which != "cnn":  # a model trained on a feature table cannot compute its features
-    from merjax.features.backends import audio_backend
-    audio_backend(model.config.features_backend)
+    from merjax.features.source import features_record, require_audio_features
+    require_audio_features(features_record(model.config))
   paths = collect_paths(inputs)
   results = (None if out is None
              else ResultsFile(out, which=which, segment=segment, per_window=per_window))

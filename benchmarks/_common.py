@@ -1,4 +1,5 @@
-"""Shared plumbing for the benchmark scripts (output conventions of DESIGN.md §5)."""
+"""Shared plumbing for the benchmark scripts (each row: the case, our
+median and range, the reference implementation and the ratio; see README, Benchmarks)."""
 
 from __future__ import annotations
 
@@ -87,9 +88,10 @@ def _fmt(value: Any) -> str:
 
 
 def write_markdown(path: str, benchmark: str, columns: Sequence[str],
-                   table: Sequence[Sequence[str]]) -> None:
+                   table: Sequence[Sequence[str]], *, machine: dict[str, Any] | None = None
+                   ) -> None:
   """The table as Markdown under a heading that names the machine, versions and date."""
-  info = machine_info()
+  info = machine or machine_info()
   lines = [f"# {benchmark}", "",
            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {info['devices']} "
            f"({info['cpu_count']} CPU cores), "
@@ -105,7 +107,8 @@ def write_markdown(path: str, benchmark: str, columns: Sequence[str],
 
 
 def emit(benchmark: str, rows: Sequence[dict[str, Any]], *, as_json: bool,
-         extra_columns: Sequence[str] = (), markdown: str | None = None) -> None:
+         extra_columns: Sequence[str] = (), markdown: str | None = None,
+         machine: dict[str, Any] | None = None) -> None:
   """Prints the rows as a table (or one JSON object with ``--json``).
 
   Args:
@@ -114,18 +117,21 @@ def emit(benchmark: str, rows: Sequence[dict[str, Any]], *, as_json: bool,
     as_json: print one JSON object instead of the table.
     extra_columns: row keys shown after ``case``.
     markdown: also write the table as Markdown to this path.
+    machine: the measuring process's :func:`machine_info`, when that was a child process
+      (default: this process's; asking starts JAX's backend here).
   """
+  machine = machine or machine_info()
   columns = ["case", *extra_columns, "unit", "ours", "reference", "reference_name", "ratio"]
   table = [[_fmt(r.get(c)) for c in columns] for r in rows]
   if markdown:
-    write_markdown(markdown, benchmark, columns, table)
+    write_markdown(markdown, benchmark, columns, table, machine=machine)
   if as_json:
-    json.dump({"benchmark": benchmark, "machine": machine_info(), "rows": list(rows)}, sys.stdout)
+    json.dump({"benchmark": benchmark, "machine": machine, "rows": list(rows)}, sys.stdout)
     sys.stdout.write("\n")
     return
   widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c)
             for i, c in enumerate(columns)]
-  print(f"# {benchmark} on {machine_info()['devices']} ({os.cpu_count()} CPU cores)")
+  print(f"# {benchmark} on {machine['devices']} ({machine['cpu_count']} CPU cores)")
   print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
   for t in table:
     print("  ".join(v.ljust(w) for v, w in zip(t, widths)))

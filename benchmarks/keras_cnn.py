@@ -1,7 +1,7 @@
 """The paper's CNN in Keras 3 on TensorFlow: the reference that ``benchmarks/train.py`` times.
 
 The authors' group trained this network with Keras; it is rebuilt here layer for layer
-(DESIGN.md §1) to time a training step on the same machine as ours. Imported only when
+(docs/method.md) to time a training step on the same machine as ours. Imported only when
 ``keras`` and ``tensorflow`` are installed (the optional ``bench`` extra).
 """
 

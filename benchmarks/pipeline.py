@@ -1,6 +1,6 @@
 """Input pipeline throughput: decoding + resampling, and batches from a prepared store.
 
-Cases (DESIGN.md section 5):
+Cases:
   decode_resample     clips/s turning 30 s 44.1 kHz stereo MP3/WAV files into 16 kHz mono clips:
                       ``merjax.audio.io.load_audio`` (one process) and ``merjax prepare``'s
                       parallel decoding (all cores, with hashing, caching and the worker

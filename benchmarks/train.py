@@ -1,17 +1,19 @@
 """Training throughput of the CNN and fusion stages, on 1 and N devices, against Keras.
 
-Cases (DESIGN.md §5): ``cnn_train`` (the CNN stage on 938 x 128 log-mels) and
+Cases: ``cnn_train`` (the CNN stage on 938 x 128 log-mels) and
 ``fusion_train`` (the fusion classifier on 400-wide embeddings); every row carries
-``devices`` and ``impl`` (``fast``: the default ``cnn_impl``; ``plain``: Flax's own layers).
+``devices`` and ``impl`` (``fast``: the fused blocks, ``cnn_impl="auto"`` on CPU; ``plain``:
+Flax's own layers, ``auto`` on accelerators).
 The data stays on the device and the step is the real one (:mod:`merjax.train.steps`).
 Implementations are timed interleaved, several repeats each, and every row reports the
 median with the range over repeats (``range``).
 
 The reference is Keras 3 on TensorFlow when both are installed (``pip install
 'merjax[bench]'``; see ``keras_cnn.py``), timed in the same process; without them the fast
-CNN is compared with the plain one. Multi-device rows come from a child process: on CPU
-with ``--xla_force_host_platform_device_count`` virtual devices (the flag has to be set
-before JAX starts), on accelerators with the real devices. Data parallelism is
+CNN is compared with the plain one. Every device count runs in a child process of its own,
+and the parent never starts JAX (on a GPU it would preallocate the memory the children need):
+on CPU with ``--xla_force_host_platform_device_count`` virtual devices (the flag has to be
+set before JAX starts), on accelerators with the real devices. Data parallelism is
 ``jax.jit`` over a ``data`` mesh (:func:`merjax.train.steps.mesh_train_step`), and the
 reference of a multi-device row is the 1-device throughput of the same implementation.
 
@@ -177,37 +179,63 @@ def _keras_usable() -> bool:
   return keras_cnn.available() and jax.default_backend() == "cpu"
 
 
-def _child_results(args, devices: int) -> list[dict[str, Any]]:
-  """Multi-device results from a child process started with ``devices`` virtual devices."""
-  import jax
-  if jax.default_backend() != "cpu":
-    if jax.device_count() < devices:
-      print(f"skipping {devices} devices: only {jax.device_count()} "
-            f"{jax.default_backend()} device(s)", file=sys.stderr)
-      return []
-    env = dict(os.environ)
-  else:
-    env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "")
-    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+def _child_results(args, devices: int, *, keras: bool) -> dict[str, Any] | None:
+  """One device count's results, measured in a child process of its own.
+
+  The parent never starts a JAX backend: on a GPU it would preallocate most of the memory
+  that the child needs. Each child sees ``devices`` virtual CPU devices (the flag only
+  affects the CPU platform, so on an accelerator the child trains on the real devices).
+
+  Returns:
+    ``{"machine": ..., "results": [...]}``, or None when there are too few devices.
+  """
+  env = dict(os.environ)
+  flags = env.get("XLA_FLAGS", "")
+  env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+  impls = args.impl if devices == 1 else args.multi_device_impl
   command = [sys.executable, os.path.abspath(__file__), "--worker-devices", str(devices),
-             *_forwarded(args, impls=args.multi_device_impl)]
+             *_forwarded(args, impls=impls), *([] if keras else ["--no-keras"])]
   out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
   if out.returncode != 0:
     raise RuntimeError(f"the {devices}-device run failed (exit {out.returncode}):\n"
                        f"{out.stderr[-3000:]}")
+  if out.stderr.strip():
+    print(out.stderr.strip()[-2000:], file=sys.stderr)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _worker(args, common: dict[str, Any]) -> dict[str, Any] | None:
+  """The child's measurement on ``--worker-devices`` devices of its default backend."""
+  import jax
+
+  from _common import machine_info
+  backend = jax.default_backend()
+  if jax.device_count() < args.worker_devices:
+    print(f"skipping {args.worker_devices} devices: only {jax.device_count()} {backend} "
+          "device(s)", file=sys.stderr)
+    return None
+  if common["cnn_steps"] is None:
+    # Off CPU a step takes milliseconds: 50 steps so dispatch and sync do not dominate. On
+    # CPU one CNN step takes seconds (fast) to tens of seconds (plain), so 3 already do.
+    common = {**common, "cnn_steps": 3 if backend == "cpu" else 50}
+  keras = not args.no_keras and _keras_usable()
+  keras_name = None
+  if keras:
+    import keras_cnn
+    keras_name = keras_cnn.versions()
+  results = measure(devices=args.worker_devices, keras=keras, **common)
+  return {"machine": machine_info(), "results": results, "keras_name": keras_name}
+
+
 def _forwarded(args, *, impls: list[str]) -> list[str]:
-  return ["--impl", *impls, "--batch", *map(str, args.batch), "--cnn-steps",
-          str(args.cnn_steps), "--fusion-steps", str(args.fusion_steps), "--repeats",
+  steps = [] if args.cnn_steps is None else ["--cnn-steps", str(args.cnn_steps)]
+  return ["--impl", *impls, "--batch", *map(str, args.batch), *steps, "--fusion-steps", str(args.fusion_steps), "--repeats",
           str(args.repeats), "--frames", str(args.frames), "--n-mels", str(args.n_mels),
           "--dtype", args.dtype]
 
 
 def _rows(results: list[dict[str, Any]], *, keras_name: str | None) -> list[dict[str, Any]]:
-  """Result dicts -> DESIGN.md §5 rows, each with its reference and ratio."""
+  """Result dicts -> table rows, each with its reference and ratio."""
   by_key = {(r["case"], r["impl"], r["devices"], r["batch"]): r for r in results}
   rows = []
   for r in results:
@@ -254,7 +282,8 @@ def main(argv=None) -> None:
                  help="implementations timed on several devices (default: fast; the plain CNN "
                       "on 8 virtual devices of a 2-core CPU can exceed XLA's 40 s collective "
                       "timeout)")
-  p.add_argument("--cnn-steps", type=int, default=2, help="CNN steps per timed repeat")
+  p.add_argument("--cnn-steps", type=int, default=None,
+                 help="CNN steps per timed repeat (default: 50 on accelerators, 3 on CPU)")
   p.add_argument("--fusion-steps", type=int, default=200,
                  help="fusion steps per timed repeat")
   p.add_argument("--repeats", type=int, default=3, help="timed repeats per implementation")
@@ -270,25 +299,26 @@ def main(argv=None) -> None:
                 fusion_steps=args.fusion_steps, repeats=args.repeats, frames=args.frames,
                 n_mels=args.n_mels, dtype=args.dtype)
   if args.worker_devices is not None:
-    results = measure(devices=args.worker_devices, keras=False, **common)
-    print(json.dumps(results))
+    print(json.dumps(_worker(args, common)))
     return
 
-  keras = not args.no_keras and _keras_usable()
-  keras_name = None
-  if keras:
-    import keras_cnn
-    keras_name = keras_cnn.versions()
-  results = []
-  if 1 in args.devices:
-    results += measure(devices=1, keras=keras, **common)
-  for devices in sorted(d for d in args.devices if d > 1):
+  results, machine, keras_name = [], None, None
+  for devices in sorted(set(args.devices)):
     try:
-      results += _child_results(args, devices)
+      child = _child_results(args, devices, keras=devices == 1 and not args.no_keras)
     except RuntimeError as error:  # keep the rows measured so far
       print(f"train benchmark: {error}", file=sys.stderr)
+      continue
+    if child is None:
+      continue
+    results += child["results"]
+    machine = machine or child["machine"]
+    keras_name = keras_name or child["keras_name"]
+  if machine is None:
+    raise SystemExit("train benchmark: no device count could be measured")
   emit("train", _rows(results, keras_name=keras_name), as_json=args.json,
-       markdown=args.markdown, extra_columns=("impl", "devices", "batch", "range", "vs_plain"))
+       markdown=args.markdown, extra_columns=("impl", "devices", "batch", "range", "vs_plain"),
+       machine=machine)
 
 
 if __name__ == "__main__":

@@ -308,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--workers", type=int, default=None,
                       help="feature-extraction processes (default: up to 4)")
   parser.add_argument("--quiet", action="store_true", help="no per-epoch log lines")
+  from merjax.commands._options import add_feature_arguments
+  add_feature_arguments(parser)
   args = parser.parse_args(argv)
 
   from merjax.errors import MerjaxError
@@ -319,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   elif args.max_epochs is not None:
     base = base.replace(**{s: base.stage(s).replace(max_epochs=args.max_epochs)
                            for s in STAGES})
+  from merjax.features.source import features_config
+  base = features_config(base, features=args.features, table=args.table,
+                         id_column=args.id_column)
   cells = ablation_grid(base)
   if args.cells is not None:
     unknown = set(args.cells) - {c.key for c in cells}

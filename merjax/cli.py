@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   try:
+    from merjax.commands._options import validate_arguments
+    validate_arguments(args)
     return int(args.func(args) or 0)
   except MerjaxError as error:
     print(f"merjax {args.command}: error: {error}", file=sys.stderr)

@@ -6,7 +6,7 @@ flax examples override a base config. Table 2 of Louro et al. (2024) is availabl
 
 References:
   Louro et al., "Improving Music Emotion Recognition by Leveraging Handcrafted and Learned
-  Features", LAMIR 2024 (``../shared/reference``), Section 3 and Table 2.
+  Features", LAMIR 2024, Section 3 and Table 2; docs/method.md maps its rules to the code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal
 QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
 STAGES: tuple[str, ...] = ("cnn", "dnn", "fusion")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-# Keras Tuner search space of the authors' group (DESIGN.md §1).
+# Keras Tuner search space of the authors' group (docs/method.md).
 LEARNING_RATES: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 BATCH_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)
 
@@ -42,7 +42,7 @@ class AudioConfig(_Replaceable):
   n_mels: int = 128
   fmin: float = 0.0
   fmax: float | None = None
-  # power_to_db (our choice, DESIGN.md §1): ref=1.0 so that power shift survives.
+  # power_to_db (our choice, docs/method.md): ref=1.0 so that power shift survives.
   ref: float = 1.0
   amin: float = 1e-10
   top_db: float | None = 80.0
@@ -100,9 +100,36 @@ class AugmentConfig(_Replaceable):
       raise ValueError(f"need 0 < min_rate <= max_rate, got {self.min_rate}, {self.max_rate}")
 
 
+CNN_IMPLS: tuple[str, ...] = ("auto", "fast", "plain")
+DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+# The CNN implementation "auto" picks per backend: the fastest measured there. The fused
+# blocks win on XLA:CPU (7-8x, benchmarks/train.py); off CPU they are unmeasured and compile to
+# about twice plain's FLOPs, so accelerators take XLA's own convolutions until a GPU/TPU
+# measurement (benchmarks/accelerator.py) says otherwise.
+_FASTEST_CNN_IMPL: dict[str, str] = {"cpu": "fast"}
+
+
+def resolve_cnn_impl(impl: str, *, backend: str | None = None) -> str:
+  """The CNN implementation that ``impl`` means on ``backend`` (default: JAX's default).
+
+  Args:
+    impl: ``"auto"``, ``"fast"`` or ``"plain"``.
+    backend: ``"cpu"``, ``"gpu"``, ``"tpu"``, ...
+
+  Returns:
+    ``"fast"`` or ``"plain"``.
+  """
+  if impl != "auto":
+    return impl
+  if backend is None:
+    import jax
+    backend = jax.default_backend()
+  return _FASTEST_CNN_IMPL.get(backend, "plain")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Replaceable):
-  """Layer sizes of the three networks (DESIGN.md §1)."""
+  """Layer sizes of the three networks (the open widths: docs/method.md)."""
 
   n_classes: int = 4
   # CNN (Choi et al. 2016, as in the authors' group's Keras code).
@@ -119,17 +146,20 @@ class ModelConfig(_Replaceable):
   # Fusion classifier: three Dense layers, the last with n_classes outputs (our choice of widths).
   fusion_hidden: tuple[int, ...] = (200, 100)
   fusion_dropout: float = 0.3
-  # "fast" uses the custom-VJP pooling of merjax.models.layers; "plain" uses flax's max_pool.
-  cnn_impl: Literal["fast", "plain"] = "fast"
+  # Execution settings (a model trained with one value loads and predicts with another).
+  # CNN blocks: "fast" fuses each block into one op with an analytic backward pass
+  # (merjax.models.fused, measured faster on CPU only); "plain" composes Flax's layers;
+  # "auto" picks per backend at trace time (resolve_cnn_impl).
+  cnn_impl: Literal["auto", "fast", "plain"] = "auto"
   # Compute dtype; params and BatchNorm statistics stay float32.
   dtype: Literal["float32", "bfloat16"] = "float32"
 
   def __post_init__(self):
     if len(self.conv_pools) < 1:
       raise ValueError("conv_pools needs at least one block")
-    if self.cnn_impl not in ("fast", "plain"):
-      raise ValueError(f"cnn_impl must be 'fast' or 'plain', got {self.cnn_impl!r}")
-    if self.dtype not in ("float32", "bfloat16"):
+    if self.cnn_impl not in CNN_IMPLS:
+      raise ValueError(f"cnn_impl must be one of {CNN_IMPLS}, got {self.cnn_impl!r}")
+    if self.dtype not in DTYPES:
       raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
 
 
@@ -164,18 +194,28 @@ class TuneConfig(_Replaceable):
 
   trials: int = 10
   searcher: Literal["gp", "tpe", "random"] = "gp"
-  startup_trials: int = 3
+  # Random start-up trials, the lower-end first trial included; None: Keras Tuner's default of
+  # 3 per hyperparameter (9 for optimizer, learning rate and batch size).
+  startup_trials: int | None = None
   optimizers: tuple[str, ...] = OPTIMIZERS
   learning_rates: tuple[float, ...] = LEARNING_RATES
   batch_sizes: tuple[int, ...] = BATCH_SIZES
   max_concurrent: int = 1
   seed: int = 0
+  # Stages whose batch size is fixed (``--batch-size``) instead of searched: (stage, size).
+  fixed_batch_sizes: tuple[tuple[str, int], ...] = ()
 
   def __post_init__(self):
+    for stage, size in self.fixed_batch_sizes:
+      if stage not in STAGES or size <= 0:
+        raise ValueError(f"fixed batch size {stage}={size}: need a stage of {STAGES} and a "
+                         "positive size")
     if self.trials <= 0:
       raise ValueError(f"trials must be positive, got {self.trials}")
     if self.searcher not in ("gp", "tpe", "random"):
       raise ValueError(f"searcher must be gp, tpe or random, got {self.searcher!r}")
+    if self.startup_trials is not None and self.startup_trials < 1:
+      raise ValueError(f"startup_trials must be at least 1, got {self.startup_trials}")
 
 
 # Table 2 of the paper: (batch size, optimizer, learning rate) for the CNN, DNN and fusion stages.
@@ -226,6 +266,9 @@ class Config(_Replaceable):
   fusion: TrainConfig = paper_hparams("merge_audio_balanced", "fusion")
   tune: TuneConfig = TuneConfig()
   features_backend: str = "builtin"
+  # With features_backend "table": the table the DNN trains on, as recorded by
+  # merjax.features.source.table_record (path, sha256, columns, id_column).
+  features_table: dict[str, Any] | None = None
   seed: int = 0
 
   def stage(self, name: str) -> TrainConfig:

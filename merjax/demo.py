@@ -2,8 +2,10 @@
 
 Generates the synthetic set, makes a stratified 70-15-15 split, computes log-mels and
 handcrafted features, trains the three stages with the paper's Table 2 hyperparameters for
-MERGE Audio Balanced, and evaluates the CNN alone, the DNN alone and the hybrid on the test
-split.
+MERGE Bimodal Balanced (:data:`DEMO_HPARAMS`), and evaluates the CNN alone, the DNN alone and the
+hybrid on the test split. The synthetic clips split the evidence between the branches (see
+:mod:`merjax.data.synthetic`), so the hybrid beats both: the demo shows that fusion combines
+complementary evidence, not what the scores on MERGE will be.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from merjax.errors import MerjaxError
 
 DEFAULT_CLIPS_PER_QUADRANT = 100
 DEFAULT_SECONDS = 3.0
+# Of the four Table 2 presets, the one whose optimizers (Adam 1e-3 for the CNN and the fusion,
+# SGD 1e-2 for the DNN) converge within a few dozen epochs on a few hundred short clips; the
+# Audio Balanced preset's Adam 1e-4 in batches of 128 takes the DNN only three steps per epoch.
+DEMO_HPARAMS = "merge_bimodal_balanced"
 
 
 def demo_config(*, seconds: float = DEFAULT_SECONDS, seed: int = 0,
                 max_epochs: int | None = None) -> Config:
-  """The paper's MERGE Audio Balanced protocol on ``seconds``-long clips."""
-  config = paper_config("merge_audio_balanced")
+  """The paper's protocol with :data:`DEMO_HPARAMS`' Table 2 values on ``seconds``-long clips."""
+  config = paper_config(DEMO_HPARAMS)
   stages = {}
   for name in ("cnn", "dnn", "fusion"):
     changes: dict[str, Any] = {"seed": seed}

@@ -20,12 +20,16 @@ the global array with ``jax.make_array_from_process_local_data``.
 from __future__ import annotations
 
 import argparse
+import collections
+import hashlib
+import logging
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from merjax.errors import MerjaxError
 
@@ -40,15 +44,36 @@ ENV_PROCESS_ID = "JAX_PROCESS_ID"
 _initialized = False
 
 
-def _cluster_detected() -> bool:
-  """A multi-process launcher jax can read its layout from (SLURM, Open MPI, TPU pod)."""
-  env = os.environ
-  if "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-    return True
-  if "OMPI_MCA_orte_hnp_uri" in env:
-    return True
-  hosts = env.get("TPU_WORKER_HOSTNAMES", "")
-  return "," in hosts
+def detect_cluster() -> tuple[str, int] | None:
+  """The multi-process launcher that JAX's own cluster detection finds, with its process count.
+
+  Asks each of JAX's cluster environments in JAX's order (SLURM, Open MPI, Cloud TPU VM via
+  the metadata server, GKE TPU, Kubernetes; mpi4py is opt-in only, as in JAX), so merjax joins
+  exactly the runs that ``jax.distributed.initialize()`` with no arguments would join.
+
+  Returns:
+    ``(name, process_count)`` of the first environment present, or None outside any cluster.
+    A cluster whose layout cannot be read (metadata server unreachable, a missing package)
+    counts as absent, with the reason logged.
+  """
+  try:
+    from jax._src import clusters  # JAX's registry; no public API exposes the detection
+  except ImportError:  # pragma: no cover - a jax that moved it: fall back to no detection
+    logging.getLogger(__name__).warning("this jax has no cluster registry; pass --coordinator")
+    return None
+  for env in clusters.ClusterEnv._cluster_types:
+    if env.opt_in_only_method:
+      continue
+    try:
+      if not env.is_env_present():
+        continue
+      count = int(env.get_process_count())
+    except Exception as error:  # noqa: BLE001 - any failure of a probe means "not this one"
+      logging.getLogger(__name__).warning("%s cluster detected but unreadable: %s",
+                                          env.__name__, error)
+      continue
+    return (env.name or env.__name__), count
+  return None
 
 
 def initialize_distributed(*, coordinator: str | None = None, num_processes: int | None = None,
@@ -58,8 +83,9 @@ def initialize_distributed(*, coordinator: str | None = None, num_processes: int
   """Joins a multi-process (multi-host) JAX run, or does nothing for a single process.
 
   The layout comes from, in order: the arguments; the environment variables
-  ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``; a cluster that
-  jax detects by itself (SLURM with more than one task, Open MPI, a multi-host Cloud TPU).
+  ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``; a cluster of more
+  than one process that JAX's own detection finds (:func:`detect_cluster`: SLURM, Open MPI, a
+  Cloud TPU VM pod slice through its metadata server, GKE TPU, Kubernetes).
   Must run before the first computation, and on every process with the same coordinator.
 
   Args:
@@ -88,9 +114,12 @@ def initialize_distributed(*, coordinator: str | None = None, num_processes: int
     process_id = int(env[ENV_PROCESS_ID])
   explicit = (coordinator, num_processes, process_id)
   if all(v is None for v in explicit):
-    if auto is False or (auto is None and not _cluster_detected()):
+    if auto is False:
       return False
-    kwargs: dict[str, Any] = {}
+    cluster = detect_cluster()
+    if auto is None and (cluster is None or cluster[1] <= 1):
+      return False  # one process (a single-host TPU VM, a one-task SLURM job): no service
+    kwargs: dict[str, Any] = {} if cluster is None else {"cluster_detection_method": cluster[0]}
   else:
     if any(v is None for v in explicit):
       raise MerjaxError(
@@ -201,7 +230,8 @@ def check_batch_size(batch_size: int, mesh: Mesh, *, what: str = "batch size") -
   if batch_size % n:
     raise MerjaxError(
         f"{what} {batch_size} does not divide across the {n} devices of the data mesh; use a "
-        f"multiple of {n} (e.g. {round_up(batch_size, n)}) or fewer devices (--devices)")
+        f"multiple of {n} (e.g. --batch-size {round_up(batch_size, n)}) or fewer devices "
+        "(--devices)")
   if batch_size % jax.process_count():
     raise MerjaxError(f"{what} {batch_size} does not divide across "
                       f"{jax.process_count()} processes")
@@ -243,6 +273,36 @@ def process_batch_slice(global_batch_size: int) -> slice:
   return slice(index * local, (index + 1) * local)
 
 
+def process_rows(mesh: Mesh, global_size: int) -> slice:
+  """The rows of a ``[global_size, ...]`` array sharded along ``data`` on this process's devices.
+
+  These are exactly the rows that ``jax.make_array_from_process_local_data`` places on this
+  process's devices (the sharding's own ``addressable_devices_indices_map``), so a process
+  that reads only them feeds its devices and nothing else. On one process: all rows.
+
+  Args:
+    mesh: the data mesh.
+    global_size: rows of the global array (a multiple of the device count).
+
+  Returns:
+    A contiguous slice of ``range(global_size)``.
+
+  Raises:
+    MerjaxError: ``global_size`` does not divide across the devices, or this process's
+      devices do not hold one contiguous block (a mesh whose device order interleaves hosts).
+  """
+  check_batch_size(global_size, mesh, what="global size")
+  spans = sorted({(index[0].start or 0, global_size if index[0].stop is None else index[0].stop)
+                  for index in data_sharding(mesh).addressable_devices_indices_map(
+                      (global_size,)).values()})
+  start, stop = spans[0][0], spans[-1][1]
+  covered = sum(b - a for a, b in spans)
+  if covered != stop - start or any(a != b for (_, a), (b, _) in zip(spans, spans[1:])):
+    raise MerjaxError(f"this process's devices hold rows {spans} of the data axis, not one "
+                      "contiguous block; build the mesh with parallel.make_data_mesh()")
+  return slice(start, stop)
+
+
 def _is_global(value: Any, sharding: NamedSharding) -> bool:
   return isinstance(value, jax.Array) and value.sharding.is_equivalent_to(sharding, value.ndim)
 
@@ -270,3 +330,79 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     out[key] = jax.make_array_from_process_local_data(sharding, local,
                                                       (global_rows, *local.shape[1:]))
   return out
+
+
+def is_primary() -> bool:
+  """Whether this process writes the run's own files (config, reports, plots, logs).
+
+  Orbax checkpoints are written by every process together; everything else by process 0.
+  """
+  return jax.process_index() == 0
+
+
+def tree_digest(tree: Any) -> bytes:
+  """A SHA-256 digest of a pytree's structure, dtypes, shapes and values (host copies)."""
+  digest = hashlib.sha256(str(jax.tree.structure(tree)).encode())
+  for leaf in jax.tree.leaves(tree):
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      leaf = leaf.addressable_data(0)  # replicated: every shard holds the whole value
+    value = np.asarray(leaf)
+    digest.update(f"{value.dtype}{value.shape}".encode())
+    digest.update(np.ascontiguousarray(value).tobytes())
+  return digest.digest()
+
+
+def check_same_on_all_processes(tree: Any, *, what: str) -> None:
+  """Raises MerjaxError unless every process of a multi-host run holds the same values.
+
+  Replicated values (initial variables, mel statistics, feature preprocessing) are computed
+  by each process on its own; a difference (another seed, another data order, another
+  library version) would silently train different models on different hosts. One process:
+  nothing to compare. Every process must call this at the same point.
+
+  Args:
+    tree: a pytree of arrays or numbers (JSON-like dicts too).
+    what: named in the error.
+  """
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils
+  local = np.frombuffer(tree_digest(tree), np.uint8)
+  digests = np.asarray(multihost_utils.process_allgather(local))
+  differing = [i for i in range(len(digests)) if not np.array_equal(digests[i], digests[0])]
+  if differing:
+    raise MerjaxError(f"{what} differ between processes: process 0 and process(es) "
+                      f"{', '.join(map(str, differing))} computed different values")
+def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh | None, *,
+                     size: int = 2) -> Iterator[dict[str, jax.Array]]:
+  """Assembles host batches on the devices ``size`` batches ahead of the consumer.
+
+  Transfers are asynchronous: while the step runs on batch ``i``, batches ``i+1 .. i+size``
+  are already being copied to their devices. Batches that already are global arrays on the
+  mesh (device-resident, or prefetched upstream) pass straight through, without buffering.
+
+  Args:
+    batches: this process's rows of every global batch (see :func:`shard_batch`).
+    mesh: the data mesh; None puts whole batches on the default device.
+    size: batches in flight (at least 1).
+
+  Yields:
+    Global batches sharded along ``data`` (or single-device batches without a mesh).
+  """
+  if size < 1:
+    raise MerjaxError(f"prefetch size must be at least 1, got {size}")
+  queue: collections.deque = collections.deque()
+  sharding = None if mesh is None else data_sharding(mesh)
+  for batch in batches:
+    if sharding is not None and all(_is_global(v, sharding) for v in batch.values()):
+      while queue:
+        yield queue.popleft()
+      yield batch
+      continue
+    queue.append(shard_batch(batch, mesh) if mesh is not None else jax.device_put(dict(batch)))
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()

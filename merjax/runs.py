@@ -1,16 +1,14 @@
-"""Train, evaluate and predict on real datasets and files (the logic behind the CLI)."""
+"""Train and evaluate on real datasets (the logic behind the CLI; predict is in merjax.inference)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from merjax.config import QUADRANTS, Config
+from merjax.config import STAGES, Config
 from merjax.errors import MerjaxError
 
 MODELS = ("cnn", "dnn", "hybrid")
@@ -29,6 +27,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
                 data_dir: str | os.PathLike | None = None, clips_per_quadrant: int = 40,
                 workers: int | None = None, mesh: Any = "auto",
                 workdir: str | os.PathLike | None = None,
+                device_memory_gb: float | None = None,
                 log: Callable[[str], Any] = print) -> dict[str, dict]:
   """Trains the three stages on a dataset and writes a self-contained model directory.
 
@@ -41,41 +40,70 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
     workers: feature-extraction processes.
     mesh: devices to train on (see :func:`merjax.parallel.resolve_mesh`).
     workdir: per-epoch checkpoints of every stage; a rerun resumes from them.
+    device_memory_gb: GiB per device a split may take on the devices; larger ones stream.
     log: progress sink.
 
   Returns:
     Test metrics of the CNN, the DNN and the hybrid.
   """
+  from merjax import parallel
+  from merjax._fs import atomic_directory, check_writable
   from merjax.evaluate import metrics_table, write_report
-  from merjax.model_dir import save_model
+  from merjax.features.source import features_record
+  from merjax.inference.directory import save_model
   from merjax.train.stages import train_hybrid
   from merjax.workflow import prepare_inputs
 
-  out = Path(out)
+  out = check_writable(out, what="--out")
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise MerjaxError(f"--out {out} exists and is not an empty directory")
+  if workdir is not None:
+    check_writable(workdir, what="--workdir")
+  mesh = parallel.resolve_mesh(mesh)
+  if mesh is not None:  # refuse before any data is read, not at the stage that fails
+    for stage in STAGES:
+      parallel.check_batch_size(config.stage(stage).batch_size, mesh,
+                                what=f"the {stage} stage's batch size")
+  if not parallel.is_primary():
+    log = _silent  # one process reports; every process trains
   inputs = prepare_inputs(dataset, config=config, data_dir=data_dir,
                           clips_per_quadrant=clips_per_quadrant, workers=workers, log=log,
                           waveform_training=True)
   data = inputs.stage_data
+  parallel.check_same_on_all_processes(
+      {"mel_mean": inputs.mel_mean, "mel_std": inputs.mel_std,
+       "features": None if inputs.preprocessor is None else inputs.preprocessor.to_dict()},
+      what="the mel statistics and the feature preprocessing")
   model, fits = train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
                              mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
-                             mesh=mesh, workdir=workdir, log=log)
+                             mesh=mesh, workdir=workdir, device_memory_gb=device_memory_gb,
+                             log=log)
   training = {stage: {"history": fit.history, "best_epoch": fit.best_epoch + 1,
                       "best_val_accuracy": fit.best_val_accuracy, "stop_reason": fit.stop_reason}
               for stage, fit in fits.items()}
-  save_model(model, out, training={"dataset": dataset, "stages": training})
   results = split_metrics(model, mels=data.mels["test"], features=data.features["test"],
                          labels=data.labels["test"])
-  write_report(results, out / "test", title=f"{dataset}, test split")
+  # Written under a temporary name and renamed when complete: a kill during the save leaves
+  # no half-written --out, and the same command run again just works.
+  with atomic_directory(out) as partial:
+    save_model(model, partial, training={"dataset": dataset, "features": features_record(config),
+                                         "stages": training})
+    if parallel.is_primary():
+      write_report(results, partial / "test", title=f"{dataset}, test split")
   log(metrics_table(results, title=f"{dataset} test"))
   log(f"model written to {out}")
   return results
 
 
+def _silent(message: str) -> None:
+  del message
+
+
 def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
                    data_dir: str | os.PathLike | None = None, split: str = "test",
                    out: str | os.PathLike | None = None, workers: int | None = None,
+                   features: str | None = None, table: str | os.PathLike | None = None,
+                   id_column: str | None = None,
                    log: Callable[[str], Any] = print) -> dict[str, dict]:
   """Scores a saved model on one split of a prepared dataset.
 
@@ -86,6 +114,10 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
     split: ``test`` (default), ``validate`` or ``train``.
     out: where to write the report (default: ``MODEL_DIR/eval-DATASET-SPLIT``).
     workers: feature-extraction processes.
+    features: ``--features`` as given; must be the model's own (None: the model's).
+    table: for a model trained on a feature table, a table with the same columns to read
+      instead of the recorded one (e.g. with rows for other songs).
+    id_column: that table's song-id column.
     log: progress sink.
 
   Returns:
@@ -93,10 +125,14 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   """
   from merjax.data.store import open_prepared
   from merjax.evaluate import metrics_table, write_report
-  from merjax.model_dir import load_model
+  from merjax.features.source import model_table
+  from merjax.inference.directory import load_model
   from merjax.workflow import fit_clip_length, model_inputs
 
   model = load_model(model_dir)
+  preprocessor = model.feature_preprocessor
+  config = model_table(model.config, features=features, table=table, id_column=id_column,
+                       expected_names=None if preprocessor is None else preprocessor.input_names)
   prepared = open_prepared(dataset, data_dir)
   index = np.flatnonzero(np.asarray(prepared.splits) == split)
   if len(index) == 0:
@@ -108,8 +144,9 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
                       f"{audio.sample_rate}")
   log(f"evaluating {model_dir} on {len(index)} {split} clips of {prepared.name}")
   waveforms = fit_clip_length(prepared.waveforms(index), audio.clip_samples)
-  mels, features = model_inputs(model, waveforms, workers=workers)
-  results = split_metrics(model, mels=mels, features=features,
+  mels, inputs = model_inputs(model, waveforms, workers=workers, config=config,
+                             song_ids=np.asarray(prepared.song_ids)[index])
+  results = split_metrics(model, mels=mels, features=inputs,
                          labels=np.asarray(prepared.labels)[index])
   safe_name = dataset.replace(":", "_").replace("/", "_")
   out = Path(out) if out is not None else Path(model_dir) / f"eval-{safe_name}-{split}"
@@ -117,70 +154,3 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   log(metrics_table(results, title=f"{dataset} {split}"))
   log(f"report written to {out}")
   return results
-
-
-@dataclasses.dataclass
-class Prediction:
-  """One file's outcome: the quadrant and its probabilities, or the reason it failed."""
-
-  path: str
-  quadrant: str | None = None
-  probabilities: dict[str, float] | None = None
-  duration_seconds: float | None = None
-  error: str | None = None
-
-
-def predict_files(paths: Sequence[str | os.PathLike], *, model_dir: str | os.PathLike,
-                  which: str = "hybrid", workers: int | None = None) -> list[Prediction]:
-  """Predicts the quadrant of each audio file; undecodable files are reported, not fatal.
-
-  Args:
-    paths: audio files (MP3, WAV, FLAC, OGG, ...).
-    model_dir: a directory written by :func:`train_model`.
-    which: ``hybrid`` (default), ``cnn`` or ``dnn``.
-    workers: feature-extraction processes.
-
-  Returns:
-    One :class:`Prediction` per path, in order.
-  """
-  import jax
-
-  from merjax.audio.io import load_audio
-  from merjax.model_dir import load_model
-  from merjax.workflow import model_inputs
-
-  model = load_model(model_dir)
-  audio = model.config.audio
-  predictions = [Prediction(path=os.fspath(p)) for p in paths]
-  clips, decoded = [], []
-  for prediction in predictions:
-    try:
-      clip = load_audio(prediction.path, sample_rate=audio.sample_rate,
-                        clip_seconds=audio.clip_seconds)
-    except MerjaxError as error:
-      prediction.error = str(error)
-      continue
-    prediction.duration_seconds = clip.duration_seconds
-    clips.append(clip.waveform)
-    decoded.append(prediction)
-  if clips:
-    mels, features = model_inputs(model, np.stack(clips), workers=workers, progress=False)
-    probabilities = np.asarray(jax.nn.softmax(model.logits(mels=mels, features=features,
-                                                           which=which), axis=-1))
-    for prediction, probs in zip(decoded, probabilities):
-      prediction.quadrant = QUADRANTS[int(np.argmax(probs))]
-      prediction.probabilities = {q: float(p) for q, p in zip(QUADRANTS, probs)}
-  return predictions
-
-
-def format_predictions(predictions: Sequence[Prediction], *, as_json: bool) -> str:
-  if as_json:
-    return json.dumps([dataclasses.asdict(p) for p in predictions], indent=2)
-  lines = []
-  for p in predictions:
-    if p.error is not None:
-      lines.append(f"{p.path}: error: {p.error}")
-    else:
-      probs = "  ".join(f"{q} {v:.2f}" for q, v in p.probabilities.items())
-      lines.append(f"{p.path}: {p.quadrant}  ({probs})")
-  return "\n".join(lines)

@@ -14,6 +14,7 @@ samples/s over three interleaved runs).
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import MutableMapping
 
@@ -67,3 +68,70 @@ def apply_xla_cpu_defaults(environ: MutableMapping[str, str] | None = None, *,
   if added:
     environ["XLA_FLAGS"] = " ".join([current.strip(), *added]).strip()
   return added
+
+
+# JAX's GPU memory settings, each under the name current jaxlibs read and its older name.
+# jax 0.10 reads XLA_CLIENT_MEM_FRACTION and refuses it together with the deprecated
+# XLA_PYTHON_CLIENT_MEM_FRACTION; preallocation and the allocator keep their XLA_PYTHON_ names
+# there, and take the shorter ones where a newer jaxlib reads them.
+_MEMORY_SETTINGS: dict[str, tuple[str, str]] = {
+    "fraction": ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"),
+    "preallocate": ("XLA_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_PREALLOCATE"),
+    "allocator": ("XLA_CLIENT_ALLOCATOR", "XLA_PYTHON_CLIENT_ALLOCATOR"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _jaxlib_reads(name: str) -> bool:
+  """Whether the installed jaxlib's client reads environment variable ``name``."""
+  import importlib.util
+  spec = importlib.util.find_spec("jaxlib.xla_client")
+  if spec is None or spec.origin is None:
+    return False
+  try:
+    with open(spec.origin, encoding="utf-8") as f:
+      source = f.read()
+  except OSError:
+    return False
+  return f"'{name}'" in source or f'"{name}"' in source
+
+
+def memory_variable(setting: str) -> str:
+  """The environment variable this jaxlib reads for a GPU memory ``setting``.
+
+  Args:
+    setting: ``"fraction"``, ``"preallocate"`` or ``"allocator"``.
+
+  Returns:
+    The current name where this jaxlib reads it, else the older ``XLA_PYTHON_CLIENT_`` one.
+  """
+  current, legacy = _MEMORY_SETTINGS[setting]
+  return current if _jaxlib_reads(current) else legacy
+
+
+def set_gpu_memory_defaults(environ: MutableMapping[str, str] | None = None, **settings: str
+                            ) -> dict[str, str]:
+  """Sets JAX's GPU memory variables for a child or this process, never over a user's choice.
+
+  A setting the user gave under either of its names is kept; otherwise it is written under
+  the name this jaxlib reads (:func:`memory_variable`). Takes effect only before JAX creates
+  its GPU backend (a Ray trial's worker, a benchmark's child process, a command's start).
+
+  Args:
+    environ: the environment to update (default ``os.environ``).
+    **settings: ``fraction="0.45"``, ``preallocate="false"``, ``allocator="platform"``.
+
+  Returns:
+    ``{variable: value}`` of what was set.
+  """
+  environ = os.environ if environ is None else environ
+  written = {}
+  for setting, value in settings.items():
+    if setting not in _MEMORY_SETTINGS:
+      raise ValueError(f"unknown memory setting {setting!r}; known: {sorted(_MEMORY_SETTINGS)}")
+    if any(name in environ for name in _MEMORY_SETTINGS[setting]):
+      continue
+    name = memory_variable(setting)
+    environ[name] = str(value)
+    written[name] = str(value)
+  return written

@@ -117,7 +117,8 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
     workers: processes for feature extraction (default: all cores, at most 4).
     progress: show progress bars.
     song_ids: ids of the clips, with ``cache_dir``: features are then read from (or added to)
-      the per-song cache that ``merjax features`` fills.
+      the per-song cache that ``merjax features`` fills; with ``features_backend="table"``
+      they select the table's rows (required).
     cache_dir: the dataset's feature directory.
 
   Returns:
@@ -128,6 +129,10 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
 
   workers = workers or min(4, os.cpu_count() or 1)
   mels = log_mels(waveforms, audio=config.audio, progress=progress)
+  if config.features_backend == "table":  # the recorded table's rows (docs/method.md)
+    from merjax.features.source import table_inputs
+    return (mels, *table_inputs(config.features_table,
+                                None if song_ids is None else list(song_ids)))
   if cache_dir is not None:
     raw = extract_cached(zip(song_ids, waveforms), cache_dir=cache_dir,
                          backend=config.features_backend, sample_rate=config.audio.sample_rate,
@@ -140,19 +145,24 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
 
 
 def model_inputs(model, waveforms: np.ndarray, *, workers: int | None = None,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 progress: bool = True, song_ids: np.ndarray | None = None,
+                 config: Config | None = None) -> tuple[np.ndarray, np.ndarray]:
   """The inference-time transform: what training did, with the model's fitted statistics.
 
   Args:
-    model: a :class:`merjax.train.HybridModel`.
+    model: a :class:`merjax.inference.HybridModel`.
     waveforms: clips [shape=(n, samples)] at the model's sample rate and clip length.
     workers: processes for feature extraction.
     progress: show progress bars.
+    song_ids: the clips' song ids (needed by a model trained on a feature table).
+    config: the model's config with another feature table
+      (:func:`merjax.features.source.model_table`); default ``model.config``.
 
   Returns:
     ``(normalised log-mels, preprocessed features)``.
   """
-  mels, raw, _ = clip_inputs(waveforms, config=model.config, workers=workers, progress=progress)
+  mels, raw, _ = clip_inputs(waveforms, config=config or model.config, workers=workers,
+                             progress=progress, song_ids=song_ids)
   features = (raw if model.feature_preprocessor is None
               else model.feature_preprocessor.transform(raw))
   return model.normalise_mels(mels), np.asarray(features, np.float32)

@@ -57,6 +57,37 @@ def run(mode: str, *args: str, timeout: float = 300) -> str:
   return output
 
 
+def run_processes(mode: str, out_dir, *, processes: int = 2, devices: int = 2,
+                  timeout: float = 240) -> list[str]:
+  """Runs ``mode`` in ``processes`` processes joined on 127.0.0.1; returns their .npz paths."""
+  coordinator = f"127.0.0.1:{free_port()}"
+  outs = [os.path.join(out_dir, f"p{i}.npz") for i in range(processes)]
+  finish_all([start(mode, "--devices", str(devices), "--coordinator", coordinator,
+                    "--num-processes", str(processes), "--process-id", str(i), "--out", outs[i])
+              for i in range(processes)], timeout=timeout)
+  return outs
+
+
+def finish_all(procs: list[subprocess.Popen], *, timeout: float) -> list[str]:
+  """Waits for the processes of one multi-process run; fails naming the first that failed.
+
+  Returns:
+    Each process's output.
+  """
+  outputs = []
+  try:
+    for i, proc in enumerate(procs):
+      code, output = finish(proc, timeout=timeout)
+      assert code == 0, f"process {i} exited with {code}:\n{output[-3000:]}"
+      outputs.append(output)
+  finally:
+    for proc in procs:  # a failed peer leaves the others waiting on the coordinator
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  return outputs
+
+
 # --- worker side ---------------------------------------------------------------------------
 
 
@@ -152,13 +183,19 @@ def parallel_batches(split, *, mesh):
   return DeviceBatches(split, batch_size=size, shuffle=False, mesh=mesh).epoch()
 
 
-def multihost(args) -> dict:
-  """DNN training on a global mesh: device-resident and host-fed batches."""
+def _join(args) -> None:
+  """Joins the multi-process run given by --coordinator (nothing for one process)."""
   from merjax import parallel
   if args.coordinator:
     assert parallel.initialize_distributed(coordinator=args.coordinator,
                                            num_processes=args.num_processes,
                                            process_id=args.process_id, timeout_s=60)
+
+
+def multihost(args) -> dict:
+  """DNN training on a global mesh: device-resident and host-fed batches."""
+  from merjax import parallel
+  _join(args)
   import jax
 
   from merjax.config import ModelConfig, TrainConfig
@@ -224,9 +261,145 @@ def resume(args) -> dict:
   return out
 
 
+def _history(result) -> str:
+  return json.dumps([{k: v for k, v in r.items() if k != "seconds"} for r in result.history])
+
+
+def pipeline(args) -> dict:
+  """Resident (sharded) and streamed batches of one split on a mesh, and fit with each."""
+  import jax
+  import numpy as np
+
+  from merjax import parallel
+  from merjax.config import ModelConfig, TrainConfig
+  from merjax.data.memory import DeviceBatches, StreamedBatches, split_batches
+  from merjax.models import DNN
+  from merjax.train import create_state, fit, train_classifier
+
+  mesh = parallel.make_data_mesh()
+  x, y = _blobs(60, 24, seed=6)  # 44 train (padded to 48 rows: 6 per device), 16 validate
+  train, val = {"inputs": x[:44], "label": y[:44]}, {"inputs": x[44:], "label": y[44:]}
+  per_device = 6 * (24 * 4 + 4)  # bytes of the resident share of one device
+  resident = split_batches(train, batch_size=16, shuffle=True, seed=0, mesh=mesh,
+                           memory_budget_bytes=per_device)
+  streamed = split_batches(train, batch_size=16, shuffle=True, seed=0, mesh=mesh,
+                           memory_budget_bytes=per_device - 1)
+  out = {"resident_type": type(resident).__name__, "streamed_type": type(streamed).__name__}
+  assert isinstance(resident, DeviceBatches) and isinstance(streamed, StreamedBatches)
+  stored = resident.arrays["inputs"]
+  out["stored_shape"] = np.asarray(stored.shape)
+  out["stored_shard_shapes"] = np.asarray([s.data.shape for s in stored.addressable_shards])
+  out["stored_shard_devices"] = len({s.device for s in stored.addressable_shards})
+  out["stored_replicated"] = stored.sharding.is_fully_replicated
+  out["stored_spec"] = str(stored.sharding.spec)
+  batch_sharding = parallel.data_sharding(mesh)
+  n_batches = 0
+  for epoch in (0, 1, 5):
+    for a, b in zip(resident.epoch(epoch), streamed.epoch(epoch), strict=True):
+      assert sorted(a) == sorted(b) == ["index", "inputs", "label", "mask"], (sorted(a), sorted(b))
+      for key in a:
+        assert a[key].sharding.is_equivalent_to(batch_sharding, a[key].ndim), key
+        assert b[key].sharding.is_equivalent_to(batch_sharding, b[key].ndim), key
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+      out[f"batches/{epoch}/{n_batches}/index"] = np.asarray(a["index"])
+      n_batches += 1
+  out["batches_compared"] = n_batches
+  config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=16, max_epochs=3,
+                       train_accuracy_stop=None)
+  for name, gb in (("resident", 1.0), ("streamed", 0.0)):
+    result = train_classifier(DNN(ModelConfig()), train=train, val=val, config=config,
+                              stage="dnn", log=None, mesh=mesh, device_memory_gb=gb)
+    out.update(_flat(result.state.params, name))
+    out[f"{name}/history"] = _history(result)
+  # The resident path under a transfer guard: no implicit host<->device copy in the loop.
+  rng = jax.random.key(config.seed)
+  init_rng, dropout_rng = jax.random.split(rng)
+  state = create_state(DNN(ModelConfig()), x[:1], config, rng=init_rng)
+  val_batches = split_batches(val, batch_size=16, shuffle=False, mesh=mesh)
+  assert isinstance(val_batches, DeviceBatches)
+  with jax.transfer_guard("disallow"):
+    guarded = fit(state, train_batches=resident.epoch, val_batches=val_batches.epoch,
+                  config=config, rng=dropout_rng, stage="dnn", log=None, mesh=mesh)
+  out.update(_flat(guarded.state.params, "guarded"))
+  out["guarded/history"] = _history(guarded)
+  return out
+
+
+class CountingSource:
+  """A random-access source that records every example index it is asked for."""
+
+  def __init__(self, arrays):
+    self.arrays, self.reads = arrays, []
+
+  def __len__(self):
+    return len(next(iter(self.arrays.values())))
+
+  def __getitem__(self, index):
+    self.reads.append(int(index))
+    return {key: value[int(index)] for key, value in self.arrays.items()}
+
+
+def pipeline_multihost(args) -> dict:
+  """Each process reads only its rows; the global batches equal a one-process run's."""
+  from merjax import parallel
+  _join(args)
+  import jax
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  from merjax.data import per_process
+  from merjax.data.memory import DeviceBatches, StreamedBatches
+
+  mesh = parallel.make_data_mesh()
+  x, y = _blobs(30, 6, seed=7)  # 30 examples, global batches of 8: the last one padded
+  out = {"process_count": jax.process_count(), "device_count": jax.device_count()}
+  source = CountingSource({"inputs": x, "label": y})
+  streamed = StreamedBatches(source, batch_size=8, shuffle=True, seed=2, mesh=mesh,
+                             num_epochs=2)
+  for epoch in (0, 1):
+    for i, batch in enumerate(streamed.epoch(epoch)):
+      for key, value in batch.items():
+        out[f"streamed/{epoch}/{i}/{key}"] = np.asarray(
+            multihost_utils.process_allgather(value, tiled=True))
+  streamed.close()
+  out["streamed_reads"] = np.asarray(source.reads)
+  source.reads = []
+  resident = DeviceBatches(source, batch_size=8, shuffle=True, seed=2, mesh=mesh,
+                           memory_budget_bytes=10**6, example_nbytes=28)
+  out["resident_reads"] = np.asarray(source.reads)
+  for epoch in (0, 1):
+    for i, batch in enumerate(resident.epoch(epoch)):
+      for key, value in batch.items():
+        out[f"resident/{epoch}/{i}/{key}"] = np.asarray(
+            multihost_utils.process_allgather(value, tiled=True))
+  # Features: each process computes only its songs; the preprocessing is fitted on all rows.
+  computed = []
+
+  def features(indices):
+    computed.extend(indices.tolist())
+    rng = np.random.default_rng(11)
+    table = rng.normal(size=(30, 5)) * [1, 10, 100, 1, 1]
+    table[:, 4] = table[:, 3] * 2  # perfectly correlated: dropped by the preprocessing
+    return table[indices]
+
+  raw = per_process.map_per_process(features, 30)
+  preprocessor = per_process.fit_feature_preprocessor(raw[:20], [f"f{j}" for j in range(5)])
+  out["feature_rows_computed"] = np.asarray(computed)
+  out["features_raw"] = raw
+  out["preprocessing_fingerprint"] = per_process.fingerprint(preprocessor.to_dict())
+  out["preprocessing_kept"] = np.asarray(preprocessor.to_dict()["keep"])
+  try:
+    per_process.assert_same_on_every_process({"process": jax.process_index()}, what="the index")
+    out["mismatch_error"] = ""
+  except Exception as error:  # pylint: disable=broad-except
+    out["mismatch_error"] = str(error)
+  return out
+
+
 def main() -> None:
   parser = argparse.ArgumentParser()
-  parser.add_argument("mode", choices=("devices", "multihost", "resume"))
+  parser.add_argument("mode", choices=("devices", "multihost", "resume", "pipeline",
+                                       "pipeline_multihost"))
   parser.add_argument("--out", required=True)
   parser.add_argument("--devices", type=int, default=1)
   parser.add_argument("--coordinator")
@@ -239,7 +412,8 @@ def main() -> None:
   import jax
   jax.config.update("jax_platforms", "cpu")
   jax.config.update("jax_num_cpu_devices", args.devices)
-  out = {"devices": devices, "multihost": multihost, "resume": resume}[args.mode](args)
+  out = {"devices": devices, "multihost": multihost, "resume": resume, "pipeline": pipeline,
+         "pipeline_multihost": pipeline_multihost}[args.mode](args)
   import numpy as np
   np.savez(args.out, **{k: np.asarray(v) for k, v in out.items()})
 

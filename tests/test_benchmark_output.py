@@ -70,3 +70,44 @@ def test_batch_option_takes_positive_sizes_only(capsys):
     cli.parse_args(["--batch", "0"])
   assert "must be a positive integer, got 0" in capsys.readouterr().err
   assert not hasattr(common.parser("y").parse_args([]), "batch")
+
+
+_PARENT_SCRIPT = r"""
+import json, subprocess, sys
+sys.path.insert(0, "benchmarks")
+sys.argv = ["train.py", "--devices", "1", "4", "--json", "--no-keras"]
+import train
+commands = []
+
+def fake_run(command, env, **kwargs):
+  commands.append((command, env["XLA_FLAGS"]))
+  devices = int(command[command.index("--worker-devices") + 1])
+  child = {"machine": {"devices": "gpu:H100", "cpu_count": 16, "xla_flags": ""},
+           "keras_name": None,
+           "results": [{"case": "cnn_train", "impl": "fast", "devices": devices, "batch": 32,
+                        "rates": [10.0 * devices]}]}
+  return subprocess.CompletedProcess(command, 0, json.dumps(child) + "\n", "")
+
+train.subprocess.run = fake_run
+train.main()
+from jax._src import xla_bridge
+assert not xla_bridge._backends, "the parent started a JAX backend"
+print(json.dumps(commands))
+"""
+
+
+def test_train_benchmark_measures_every_device_count_in_a_child_and_never_starts_jax():
+  import subprocess
+  import sys
+
+  proc = subprocess.run([sys.executable, "-c", _PARENT_SCRIPT], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  report, commands = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+  assert [c[c.index("--worker-devices") + 1] for c, _ in commands] == ["1", "4"]
+  assert [flags.split()[-1] for _, flags in commands] == [
+      "--xla_force_host_platform_device_count=1", "--xla_force_host_platform_device_count=4"]
+  assert all("--cnn-steps" not in c for c, _ in commands)  # the child picks 50 off CPU
+  assert report["machine"]["devices"] == "gpu:H100"
+  rows = {r["devices"]: r for r in report["rows"]}
+  assert rows[4]["reference"] == 10.0 and rows[4]["ratio"] == 4.0

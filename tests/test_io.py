@@ -6,10 +6,8 @@ import warnings
 import librosa
 import numpy as np
 import pytest
-import soundfile as sf
 
 from _fixtures import write_clip
-from merjax.audio import io as audio_io
 from merjax.audio.io import decode, from_pcm16, load_audio, to_pcm16
 from merjax.errors import MerjaxError
 
@@ -51,19 +49,6 @@ def test_load_audio_crops_and_pads_and_keeps_true_duration(tmp_path):
   assert long.waveform.shape == (32000,) and long.duration_seconds == pytest.approx(1.5)
   np.testing.assert_array_equal(long.waveform[:len(full)], full)
   assert not np.any(long.waveform[len(full):])
-
-
-def test_audioread_fallback_matches(tmp_path, monkeypatch):
-  path = write_clip(str(tmp_path / "a.wav"), seconds=0.5, sample_rate=44100, channels=2)
-  expected = _librosa(path)
-
-  def broken(source):
-    raise sf.SoundFileRuntimeError("simulated libsndfile failure")
-
-  monkeypatch.setattr(audio_io, "_read_soundfile", broken)
-  ours, rate = decode(path)
-  assert rate == 44100
-  np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-7)
 
 
 def _mp3(tmp_path, name="good.mp3"):

@@ -10,19 +10,7 @@ import _parallel_worker as worker
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
-  coordinator = f"127.0.0.1:{worker.free_port()}"
-  procs = [worker.start("multihost", "--devices", "2", "--coordinator", coordinator,
-                        "--num-processes", "2", "--process-id", str(i),
-                        "--out", str(tmp_path / f"p{i}.npz")) for i in range(2)]
-  try:
-    for i, proc in enumerate(procs):
-      code, output = worker.finish(proc, timeout=240)
-      assert code == 0, f"process {i} exited with {code}:\n{output[-3000:]}"
-  finally:
-    for proc in procs:  # a failed peer leaves the other waiting on the coordinator
-      if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+  worker.run_processes("multihost", str(tmp_path))
   worker.run("multihost", "--devices", "4", "--out", str(tmp_path / "ref.npz"), timeout=240)
   p0, p1, ref = (np.load(tmp_path / f"{name}.npz") for name in ("p0", "p1", "ref"))
   assert int(p0["process_count"]) == 2 and int(p0["device_count"]) == 4

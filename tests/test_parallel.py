@@ -38,8 +38,10 @@ def test_eight_devices_match_one_device(tmp_path):
     if name == "cnn":  # global BatchNorm statistics: same running mean/var as one device
       assert any("batch_stats" in k and "var" in k for k in single)
     # Three steps from the same start: any per-device (non-global) statistic or a missing
-    # gradient all-reduce would differ by orders of magnitude more than float rounding.
-    _assert_trees_close(single, mesh, atol=1e-5, what=f"{name} ")
+    # gradient all-reduce would differ by orders of magnitude more than float rounding. The
+    # DNN trains with Keras' Adam, whose near-sign-sized steps (about the learning rate, 1e-3)
+    # let a rounding difference in a near-zero gradient move a weight by up to ~1e-4.
+    _assert_trees_close(single, mesh, atol=1e-5 if name == "cnn" else 1e-4, what=f"{name} ")
     assert str(r[f"mesh/{name}/batch_sharding"]) == "P('data',)"
     assert bool(r[f"mesh/{name}/param_replicated"])
   # The training loop itself (DeviceBatches on the mesh, padded last batches).

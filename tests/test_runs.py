@@ -20,7 +20,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_model_directory_roundtrip_gives_identical_logits(model_dir):
-  from merjax.model_dir import load_model
+  from merjax.inference.directory import load_model
   from merjax.data.synthetic import generate
   from merjax.workflow import model_inputs
 
@@ -49,16 +49,16 @@ def test_predict_reports_bad_files_and_still_predicts_the_rest(model_dir, tmp_pa
   broken = tmp_path / "broken.mp3"
   broken.write_bytes(b"ID3 definitely not audio")
   code = main(["predict", str(good[0]), str(broken), str(good[1]), "--model", str(model_dir),
-               "--json"])
+               "--json", "--workers", "1", "--no-progress"])
   captured = capsys.readouterr()
   assert code == 1
-  results = json.loads(captured.out)
+  results = [json.loads(line) for line in captured.out.splitlines()]  # JSON Lines
   assert [r["path"] for r in results] == [str(good[0]), str(broken), str(good[1])]
   for r in (results[0], results[2]):
     assert r["quadrant"] in {"Q1", "Q2", "Q3", "Q4"} and r["error"] is None
     assert abs(sum(r["probabilities"].values()) - 1.0) < 1e-5
   assert results[1]["quadrant"] is None and "broken.mp3" in results[1]["error"]
-  assert "1 of 3 file(s) could not be decoded" in captured.err
+  assert "1 of 3 song(s) could not be decoded" in captured.err
 
 
 def test_train_refuses_a_non_empty_output(tmp_path, capsys):

@@ -64,6 +64,7 @@ def test_shapes_ids_and_balance(small):
   assert len(set(small.song_ids)) == 12
   assert small.params.shape == (12,) and np.array_equal(small.params["quadrant"], small.labels)
   assert set(small.params["mode"]) <= {"major", "minor"}
+  assert set(small.params["sweep"]) <= {"up", "down"}
   assert small.sample_rate == 16000 and len(small) == 12
 
 
@@ -84,20 +85,61 @@ def test_peak_normalised_to_the_drawn_loudness(small):
   assert np.all(np.isfinite(small.waveforms))
 
 
-def test_factor_distributions_follow_the_circumplex():
+def test_factor_distributions_split_the_evidence():
   draws = {q: np.array([synthetic.draw_params(q, np.random.default_rng([1, q, i]))
                         for i in range(400)]) for q in range(4)}
   mean = {k: [float(np.mean(draws[q][k])) for q in range(4)]
           for k in ("tempo", "loudness_db", "brightness", "dissonance")}
   major = [float(np.mean(draws[q]["mode"] == "major")) for q in range(4)]
+  rising = [float(np.mean(draws[q]["sweep"] == "up")) for q in range(4)]
   assert min(mean["tempo"][:2]) > max(mean["tempo"][2:]) + 20  # aroused quadrants are faster
   assert min(mean["loudness_db"][:2]) > max(mean["loudness_db"][2:])
   assert min(mean["brightness"][:2]) > max(mean["brightness"][2:])
-  assert mean["dissonance"][1] == max(mean["dissonance"])  # tense
-  assert major[0] > 0.6 and major[3] > 0.6 and major[1] < 0.4 and major[2] < 0.4
-  # ... with overlap: some slow Q1 clips and some major Q3 clips exist.
+  # Valence: harmony (mode, dissonance) for Q1/Q2 only, sweep direction for Q3/Q4 only.
+  assert major[0] > 0.8 and major[1] < 0.2 and 0.35 < major[2] < 0.65 and 0.35 < major[3] < 0.65
+  assert mean["dissonance"][1] > 0.4 > 0.2 > max(mean["dissonance"][i] for i in (0, 2, 3))
+  assert rising[3] > 0.9 and rising[2] < 0.1 and 0.35 < rising[0] < 0.65 and 0.35 < rising[1] < 0.65
+  # Nothing else tells the quadrants of one arousal level apart.
+  for key in ("tempo", "loudness_db", "brightness", "dissonance", "percussion", "articulation"):
+    for a, b in ((0, 1), (2, 3)):
+      if key == "dissonance" and a == 0:
+        continue
+      x, y = draws[a][key], draws[b][key]
+      assert abs(x.mean() - y.mean()) < 4 * np.sqrt((x.var() + y.var()) / len(x)), (key, a, b)
+  # ... with overlap: some slow Q1 clips exist.
   assert np.min(draws[0]["tempo"]) < np.max(draws[2]["tempo"])
-  assert 0.05 < major[2]
+
+
+def test_a_falling_sweep_is_the_rising_one_reversed():
+  rising = synthetic._sweep(rising=True, seconds=0.3, sample_rate=16000,
+                            rng=np.random.default_rng(3))
+  falling = synthetic._sweep(rising=False, seconds=0.3, sample_rate=16000,
+                             rng=np.random.default_rng(3))
+  np.testing.assert_array_equal(falling, rising[::-1])
+  assert np.abs(rising).max() == pytest.approx(1.0)
+  # Its energy glides up: the first half is lower in frequency than the second.
+  def centroid(x):
+    spectrum = np.abs(np.fft.rfft(x))
+    return float((np.fft.rfftfreq(len(x), 1 / 16000) * spectrum).sum() / spectrum.sum())
+  half = len(rising) // 2
+  assert centroid(rising[:half]) < 0.7 * centroid(rising[half:])
+
+
+def test_sweep_direction_is_invisible_to_frame_statistics():
+  """Mean and spread of every mel band over frames are the same for both directions."""
+  import librosa
+  params = synthetic.draw_params(0, np.random.default_rng(4))
+  clips = {}
+  for direction in ("up", "down"):
+    params["sweep"] = direction
+    clips[direction] = synthetic.synthesize(params, seconds=3.0, sample_rate=16000,
+                                            rng=np.random.default_rng(5))
+  stats = {}
+  for direction, y in clips.items():
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=16000))
+    stats[direction] = np.concatenate([mel.mean(1), mel.std(1)])
+  assert not np.array_equal(clips["up"], clips["down"])
+  np.testing.assert_allclose(stats["up"], stats["down"], atol=1.0)
 
 
 def test_clip_encodes_its_tempo_and_mode():

@@ -132,6 +132,44 @@ def test_start_up_trials_stay_below_the_budget():
   assert make_searcher(TuneConfig(trials=10, startup_trials=3)).searcher.startup_trials == 3
 
 
+def test_keras_tuner_default_start_up_is_three_per_hyperparameter(monkeypatch):
+  from merjax.tune.searcher import default_startup_trials, startup_count
+  assert default_startup_trials(3) == 9 and default_startup_trials(1) == 3
+  config = TuneConfig()
+  assert config.trials == 10 and config.startup_trials is None
+  assert startup_count(config) == 9
+  assert startup_count(config.replace(trials=5)) == 4  # still below the budget
+  assert startup_count(config.replace(startup_trials=4)) == 4
+  searcher = make_searcher(config).searcher
+  assert searcher.startup_trials == 9
+  guided = []
+  real = searcher._ucb_choice
+  monkeypatch.setattr(searcher, "_ucb_choice",
+                      lambda candidates: guided.append(len(searcher._suggested)) or
+                      real(candidates))
+  searcher.set_search_properties("best_val_accuracy", "max", {})
+  points = _run(searcher, 10)
+  assert points[0] == {**points[0], **LOWER_END}
+  assert guided == [9]  # trials 1-9: lower end then 8 random points; trial 10: the GP
+
+
+def test_startup_trials_option(tmp_path, capsys):
+  import argparse
+
+  from merjax.commands.tune import register, tune_config_from_args
+  parser = argparse.ArgumentParser()
+  register(parser.add_subparsers())
+  args = parser.parse_args(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o"),
+                            "--startup-trials", "4"])
+  assert tune_config_from_args(args).tune.startup_trials == 4
+  args = parser.parse_args(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o")])
+  assert tune_config_from_args(args).tune.startup_trials is None
+  assert main(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o"),
+               "--startup-trials", "0"]) == 2
+  err = capsys.readouterr().err
+  assert "--startup-trials must be at least 1" in err and len(err.strip().splitlines()) == 1
+
+
 def _objective(point):
   # Best near adam / 1e-3 / 32, smooth in the encoded coordinates.
   return (0.9 - 0.08 * abs(np.log10(point["learning_rate"]) + 3)
@@ -246,7 +284,7 @@ def test_tune_command_rejects_bad_arguments_in_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_two_trial_search_per_stage_end_to_end(ray_cluster, tmp_path):
-  from merjax.model_dir import load_model
+  from merjax.inference.directory import load_model
 
   config = paper_config()
   config = config.replace(

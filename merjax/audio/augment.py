@@ -1,6 +1,6 @@
 """The paper's four waveform augmentations in JAX: batched, jittable, equal to librosa.
 
-Louro et al. (DESIGN.md §1) augment every training clip four times, one transform each: a time
+Louro et al. (docs/method.md) augment every training clip four times, one transform each: a time
 shift of up to 5 s, a pitch shift of up to 2 semitones, a time stretch by a rate in [0.5, 1.5] and a
 power shift of up to 10 dB. Here each transform takes a batch of clips and one parameter per clip,
 keeps the clip length, and runs in float32 under ``jit``/``vmap``, so the augmentation and the mel

@@ -1,8 +1,12 @@
 """Audio decoding exactly as ``librosa.load(path, sr=16000)`` does it, with clear errors.
 
-soundfile (libsndfile >= 1.1 reads MP3) decodes first and audioread is the fallback, the order
-librosa 0.11 uses; channels are averaged to mono and the signal is resampled with soxr's
-high-quality mode (librosa's default ``res_type="soxr_hq"``), then cut to the exact length
+One decoder, libsndfile (through soundfile; version >= 1.1 reads MP3, WAV, FLAC, Ogg and
+AIFF), and nothing else: unlike librosa, merjax never falls back to audioread, whose backends
+(ffmpeg, GStreamer, ...) depend on what else the machine has installed and would accept or
+decode a damaged file differently there. So a file gives the same samples, or the same error,
+on every machine with the same libsndfile; :func:`decoder_info` names it, and prepared stores
+record it. Channels are averaged to mono and the signal is resampled with soxr's high-quality
+mode (librosa's default ``res_type="soxr_hq"``), then cut to the exact length
 ``ceil(n * target / source)`` that librosa returns. On valid files the result is bit-identical to
 ``librosa.load``. Unlike librosa, empty, corrupt, truncated and unsupported files raise
 :class:`merjax.errors.MerjaxError` naming the file and the reason instead of returning short or
@@ -18,8 +22,8 @@ import dataclasses
 import io
 import math
 import os
+import re
 import struct
-import tempfile
 from typing import BinaryIO, Union
 
 import numpy as np
@@ -111,46 +115,27 @@ def _read_soundfile(source: Source) -> tuple[np.ndarray, int, int]:
     return y, sf_desc.samplerate, declared
 
 
-def _read_audioread(path: str) -> tuple[np.ndarray, int]:
-  """librosa's (deprecated but still default) ``__audioread_load`` fallback."""
-  import audioread
-
-  buf = []
-  with audioread.audio_open(path) as input_file:
-    sr_native, n_channels = input_file.samplerate, input_file.channels
-    for frame in input_file:
-      # librosa.util.buf_to_float for 16-bit buffers.
-      buf.append((1.0 / 32768) * np.frombuffer(frame, "<i2").astype(np.float32))
-  if not buf:
-    return np.empty(0, np.float32), sr_native
-  y = np.concatenate(buf)
-  if n_channels > 1:
-    y = y.reshape((-1, n_channels)).T
-  return y, sr_native
-
-
-def _audioread_fallback(source: Source) -> tuple[np.ndarray, int]:
-  if isinstance(source, (str, os.PathLike)):
-    return _read_audioread(os.fspath(source))
-  source.seek(0)
-  with tempfile.NamedTemporaryFile(suffix=os.path.splitext(_describe(source, None))[1]) as tmp:
-    tmp.write(source.read())
-    tmp.flush()
-    return _read_audioread(tmp.name)
-
-
 def _soundfile_reason(error: Exception) -> str:
-  reason = str(error).split("': ", 1)[-1].strip().rstrip(".")
+  # "Error opening '/path': reason." or "Error opening <_io.BytesIO object at 0x..>: reason."
+  reason = re.sub(r"^Error opening (?:'.*?'|<.*?>): ", "", str(error)).strip().rstrip(".")
   # libsndfile says this for any byte stream it cannot identify, even an existing file.
   if "does not exist or is not a regular file" in reason:
     return "format not recognised"
-  return reason or type(error).__name__
+  return reason[:1].lower() + reason[1:] if reason else type(error).__name__
 
 
-def _audioread_reason(error: Exception) -> str:
-  if type(error).__name__ == "NoBackendError":
-    return "no installed backend reads it"
-  return str(error) or type(error).__name__
+def decoder_info() -> dict[str, str]:
+  """The decoder and resampler that :func:`decode` uses, with their versions.
+
+  Returns:
+    ``{"decoder": "libsndfile 1.2.2 (soundfile 0.14.0)", "resampler": "soxr 1.1.0 (soxr_hq)"}``
+    for example; prepared stores keep it in their metadata.
+  """
+  import soundfile as sf
+  import soxr
+
+  return {"decoder": f"libsndfile {sf.__libsndfile_version__} (soundfile {sf.__version__})",
+          "resampler": f"soxr {soxr.__version__} (soxr_hq)"}
 
 
 def _raw_decode(source: Source, label: str) -> tuple[np.ndarray, int]:
@@ -158,23 +143,21 @@ def _raw_decode(source: Source, label: str) -> tuple[np.ndarray, int]:
 
   try:
     y, sr_native, declared = _read_soundfile(source)
-  except sf.SoundFileRuntimeError as sf_error:
-    try:
-      y, sr_native = _audioread_fallback(source)
-    except Exception as ar_error:  # audioread raises many unrelated types
-      raise MerjaxError(
-          f"{label}: cannot decode: the file is corrupt or not a supported audio format "
-          f"(soundfile: {_soundfile_reason(sf_error)}; audioread: {_audioread_reason(ar_error)})"
-      ) from None
-  else:
-    # libsndfile shortens a truncated WAV's declared length itself, so read the header too.
-    declared = max(declared, _wav_declared_frames(_head(source)) or 0)
-    n = y.shape[-1]
-    fraction, seconds = _TRUNCATION_TOLERANCE
-    if declared > 0 and declared - n > max(fraction * declared, seconds * sr_native):
-      raise MerjaxError(
-          f"{label}: truncated file: decoded {n} of the {declared} samples its header declares "
-          f"({n / sr_native:.2f} s of {declared / sr_native:.2f} s)")
+  except sf.SoundFileError as sf_error:
+    if label.lower().endswith(".mp3") and "MP3" not in sf.available_formats():
+      raise MerjaxError(f"{label}: cannot decode MP3 with libsndfile {sf.__libsndfile_version__} "
+                        f"(MP3 needs libsndfile >= 1.1: pip install 'soundfile>=0.12.1')"
+                        ) from None
+    raise MerjaxError(f"{label}: cannot decode: the file is corrupt or not a supported audio "
+                      f"format (libsndfile: {_soundfile_reason(sf_error)})") from None
+  # libsndfile shortens a truncated WAV's declared length itself, so read the header too.
+  declared = max(declared, _wav_declared_frames(_head(source)) or 0)
+  n = y.shape[-1]
+  fraction, seconds = _TRUNCATION_TOLERANCE
+  if declared > 0 and declared - n > max(fraction * declared, seconds * sr_native):
+    raise MerjaxError(
+        f"{label}: truncated file: decoded {n} of the {declared} samples its header declares "
+        f"({n / sr_native:.2f} s of {declared / sr_native:.2f} s)")
   if y.shape[-1] == 0:
     raise MerjaxError(f"{label}: contains no audio samples")
   if not np.all(np.isfinite(y)):

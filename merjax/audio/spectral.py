@@ -1,6 +1,6 @@
 """Batched, jitted log-mel spectrograms in JAX, equal to librosa's defaults.
 
-The front end of the CNN branch (DESIGN.md §1): a power mel spectrogram with librosa's defaults
+The front end of the CNN branch (docs/method.md): a power mel spectrogram with librosa's defaults
 (Hann window, ``center=True`` with zero padding, ``power=2``, Slaney mel scale and norm), turned
 into decibels with :func:`power_to_db` (librosa semantics, the ``top_db`` floor taken per
 example).
@@ -257,7 +257,7 @@ def power_to_db(power: jax.Array, *, ref: float = 1.0, amin: float = 1e-10,
 
   Args:
     power: ``[shape=(batch, ...)]`` non-negative power values.
-    ref: reference power (0 dB); a fixed number, so gain changes survive (DESIGN.md §1).
+    ref: reference power (0 dB); a fixed number, so gain changes survive (docs/method.md).
     amin: smallest power considered, avoids ``log(0)``.
     top_db: values are raised to at least each example's maximum minus ``top_db``;
       ``None`` disables the floor.

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from merjax.config import CNN_IMPLS, DTYPES
+
+# Shortest clip the CNN takes: its four pooling blocks need input left (as `merjax demo`).
+MIN_CLIP_SECONDS = 3.0
+
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, *, synthetic: bool = True) -> None:
   parser.add_argument("--dataset", required=True,
@@ -20,6 +25,20 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, synthetic: bool = 
                         help="clip length in seconds (default: 30; 5 for --dataset synthetic)")
 
 
+def add_feature_arguments(parser: argparse.ArgumentParser, *, model: bool = False) -> None:
+  """``--features``, ``--table`` and ``--id-column``, as ``merjax features`` means them."""
+  default = "the model's" if model else "builtin"
+  parser.add_argument("--features", choices=("builtin", "essentia", "table"), default=None,
+                      help="the DNN branch's features: builtin, essentia (needs pip install "
+                      "'merjax[essentia]') or table (the CSV given with --table, e.g. the "
+                      f"authors' 4QAED all_features.csv) (default: {default})")
+  parser.add_argument("--table", default=None,
+                      help="CSV of precomputed features keyed by song id (--features table)"
+                      + ("; default: the table recorded in the model" if model else ""))
+  parser.add_argument("--id-column", default=None,
+                      help="the table's song-id column (default: Song, else the first column)")
+
+
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--hparams", default=None,
                       help="Table 2 preset to train with (merge_audio_balanced, ...); default: "
@@ -32,6 +51,121 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
   parser.add_argument("--workers", type=int, default=None,
                       help="feature-extraction processes (default: cores, at most 4)")
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+  """``--batch-size``, ``--dtype`` and ``--cnn-impl``: how a run executes, for pods and GPUs."""
+  group = parser.add_argument_group("execution")
+  group.add_argument("--batch-size", default=None, metavar="N|STAGE=N,...",
+                     help="global batch size, split over every device of every process: one "
+                     "number for all stages, or per stage as cnn=256,dnn=512,fusion=256 "
+                     "(default: the dataset's Table 2 value per stage; on many devices it must "
+                     "be a multiple of the device count)")
+  group.add_argument("--dtype", choices=DTYPES, default=None,
+                     help="compute dtype; parameters, BatchNorm statistics and the loss stay "
+                     "float32 (default: float32)")
+  group.add_argument("--cnn-impl", choices=CNN_IMPLS, default=None,
+                     help="CNN blocks: fast (fused, analytic backward), plain (Flax layers) or "
+                     "auto, the fastest measured on the backend: fast on CPU, plain on GPU/TPU "
+                     "(default: auto)")
+
+
+def parse_batch_sizes(text: str) -> dict[str, int]:
+  """Parses ``--batch-size``: ``"256"`` (every stage) or ``"cnn=256,dnn=512"``.
+
+  Returns:
+    ``{stage: global batch size}`` for the stages named (all three for a bare number).
+
+  Raises:
+    MerjaxError: an unknown stage, a repeated stage, or a size that is not a positive integer.
+  """
+  from merjax.config import STAGES
+  from merjax.errors import MerjaxError
+
+  def size(value: str, what: str) -> int:
+    try:
+      number = int(value)
+    except ValueError:
+      number = 0
+    if number <= 0:
+      raise MerjaxError(f"--batch-size {what}: expected a positive integer, got {value!r}")
+    return number
+
+  text = text.strip()
+  if "=" not in text:
+    return {stage: size(text, "") for stage in STAGES}
+  sizes: dict[str, int] = {}
+  for part in text.split(","):
+    stage, _, value = part.partition("=")
+    stage = stage.strip()
+    if stage not in STAGES:
+      raise MerjaxError(f"--batch-size: unknown stage {stage!r} in {text!r}; stages are "
+                        f"{', '.join(STAGES)}")
+    if stage in sizes:
+      raise MerjaxError(f"--batch-size names stage {stage!r} twice in {text!r}")
+    sizes[stage] = size(value.strip(), f"{stage}")
+  return sizes
+
+
+def validate_arguments(args: argparse.Namespace) -> None:
+  """Checks the numeric arguments the commands share, before any work.
+
+  :func:`merjax.cli.main` calls it for every command, so ``--workers 0`` or ``--devices -1``
+  is refused the same way everywhere: one line, exit status 2.
+
+  Raises:
+    MerjaxError: naming the argument and the value given.
+  """
+  from merjax.errors import MerjaxError
+
+  at_least_one = ("workers", "devices", "trials", "max_concurrent", "max_epochs", "num_cpus",
+                  "sample_rate")
+  for name in at_least_one:
+    value = getattr(args, name, None)
+    if value is not None and value < 1:
+      raise MerjaxError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+  for name in ("seconds", "clip_seconds"):
+    value = getattr(args, name, None)
+    if value is not None and not value > 0:
+      raise MerjaxError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def check_dataset(args: argparse.Namespace) -> None:
+  """Refuses an unknown or unprepared ``--dataset`` before any work (e.g. before Ray starts)."""
+  if args.dataset != "synthetic":
+    from merjax.data.store import open_prepared
+    open_prepared(args.dataset, args.data_dir)
+
+
+def check_devices(devices: int | None) -> None:
+  """Refuses a ``--devices`` count this process cannot see, before any work."""
+  if devices is None:
+    return
+  import jax
+
+  from merjax.errors import MerjaxError
+  available = jax.device_count()
+  if devices > available:
+    raise MerjaxError(f"--devices {devices}: only {available} {jax.devices()[0].platform} "
+                      f"device(s) available")
+
+
+def _gib(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    value = float("nan")
+  if not 0 <= value < float("inf"):
+    raise argparse.ArgumentTypeError(f"must be a non-negative number of GiB, got {text!r}")
+  return value
+
+
+def add_device_memory_argument(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--device-memory-gb", type=_gib, default=None,
+                      help="GiB per device that a training split may take when kept on the "
+                      "devices (sharded over them); larger splits stream from the host "
+                      "(default: 80%% of the device's free memory; on CPU 80%% of the available "
+                      "RAM shared by the devices)")
 
 
 def config_from_args(args):
@@ -49,12 +183,16 @@ def config_from_args(args):
     raise MerjaxError(str(error)) from None
   if args.max_epochs is not None and args.max_epochs <= 0:
     raise MerjaxError(f"--max-epochs must be positive, got {args.max_epochs}")
+  if args.dataset == "synthetic" and args.clips_per_quadrant < 4:
+    raise MerjaxError(f"--clips-per-quadrant must be at least 4 (one clip per split and some "
+                      f"to train on), got {args.clips_per_quadrant}")
   seconds = getattr(args, "seconds", None)
   if seconds is None and args.dataset == "synthetic":
     seconds = 5.0
   if seconds is not None:
-    if not seconds > 0:
-      raise MerjaxError(f"--seconds must be positive, got {seconds}")
+    if not seconds >= MIN_CLIP_SECONDS:
+      raise MerjaxError(f"--seconds must be at least {MIN_CLIP_SECONDS:g} so the CNN's four "
+                        f"pooling blocks have input left, got {seconds:g}")
     config = config.replace(audio=config.audio.replace(clip_seconds=seconds))
   stages = {}
   for name in ("cnn", "dnn", "fusion"):
@@ -62,5 +200,14 @@ def config_from_args(args):
     if args.max_epochs is not None:
       changes["max_epochs"] = args.max_epochs
     stages[name] = config.stage(name).replace(**changes)
-  return config.replace(augment=config.augment.replace(mode=args.augment, seed=args.seed),
-                        seed=args.seed, **stages)
+  batch_text = getattr(args, "batch_size", None)
+  for name, batch_size in (parse_batch_sizes(batch_text) if batch_text else {}).items():
+    stages[name] = stages[name].replace(batch_size=batch_size)
+  model_changes = {key: value for key in ("dtype", "cnn_impl")
+                   if (value := getattr(args, key, None)) is not None}
+  config = config.replace(augment=config.augment.replace(mode=args.augment, seed=args.seed),
+                          model=config.model.replace(**model_changes), seed=args.seed, **stages)
+  from merjax.features.source import features_config
+  return features_config(config, features=getattr(args, "features", None),
+                         table=getattr(args, "table", None),
+                         id_column=getattr(args, "id_column", None))

@@ -9,7 +9,7 @@ def register(subparsers) -> None:
       "demo", help="run the whole hybrid method on generated synthetic quadrant data",
       description="Generate a synthetic four-quadrant dataset, split it 70-15-15, extract "
       "log-mels and handcrafted features, train the CNN, DNN and fusion stages with the "
-      "paper's Table 2 hyperparameters (MERGE Audio Balanced), and report the test metrics "
+      "paper's Table 2 hyperparameters (MERGE Bimodal Balanced), and report the test metrics "
       "of the CNN, the DNN and the hybrid side by side.")
   parser.add_argument("--out", default="merjax_demo",
                       help="output directory for metrics.json, metrics.md and plots "
@@ -25,10 +25,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+  from merjax._fs import check_writable
   from merjax.demo import run_demo
-  if args.max_epochs is not None and args.max_epochs <= 0:
-    from merjax.errors import MerjaxError
-    raise MerjaxError(f"--max-epochs must be positive, got {args.max_epochs}")
+  check_writable(args.out, what="--out")
   run_demo(out_dir=args.out, clips_per_quadrant=args.clips_per_quadrant, seconds=args.seconds,
            seed=args.seed, max_epochs=args.max_epochs)
   return 0

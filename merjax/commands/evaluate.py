@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import add_dataset_arguments
+from merjax.commands._options import add_dataset_arguments, add_feature_arguments
 
 
 def register(subparsers) -> None:
@@ -13,6 +13,7 @@ def register(subparsers) -> None:
       "dataset; writes metrics.json, metrics.md and confusion.png.")
   parser.add_argument("--model", required=True, help="model directory from `merjax train`")
   add_dataset_arguments(parser, synthetic=False)
+  add_feature_arguments(parser, model=True)
   parser.add_argument("--split", choices=("test", "validate", "train"), default="test",
                       help="split to score (default: %(default)s)")
   parser.add_argument("--out", default=None,
@@ -25,5 +26,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
   from merjax.runs import evaluate_model
   evaluate_model(args.model, args.dataset, data_dir=args.data_dir, split=args.split,
-                 out=args.out, workers=args.workers)
+                 out=args.out, workers=args.workers, features=args.features, table=args.table,
+                 id_column=args.id_column)
   return 0

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
   import numpy as np
 
+  from merjax._fs import check_writable
   from merjax.errors import MerjaxError
   from merjax.features import write_manifest
   from merjax.features.datasets import dataset_features
@@ -66,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
   if args.dataset is None:
     return 0
   workers = (os.cpu_count() or 1) if args.workers is None else args.workers
-  if workers < 1:
-    raise MerjaxError(f"--workers must be at least 1, got {workers}")
+  if args.out is not None:
+    check_writable(args.out, what="--out", file=True)
   features, directory = dataset_features(
       args.dataset, data_dir=args.data_dir, backend=args.backend, table=args.table,
       id_column=args.id_column, workers=workers, progress=not args.no_progress,

@@ -72,7 +72,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+  from merjax._fs import check_writable
   from merjax.data.prepare import prepare
+  from merjax.data.store import default_data_dir
+
+  check_writable(args.data_dir or default_data_dir(), what="--data-dir")
 
   if args.kind == "merge":
     dataset, source, seed = f"merge:{args.subset}:{args.split}", args.manual_dir, 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import add_dataset_arguments, add_training_arguments
+from merjax.commands._options import (add_dataset_arguments, add_device_memory_argument,
+                                      add_execution_arguments, add_feature_arguments,
+                                      add_training_arguments)
 
 
 def register(subparsers) -> None:
@@ -13,7 +15,10 @@ def register(subparsers) -> None:
       "checkpoints, config, normalisation statistics, feature preprocessing) and its test "
       "report.")
   add_dataset_arguments(parser)
+  add_feature_arguments(parser)
   add_training_arguments(parser)
+  add_execution_arguments(parser)
+  add_device_memory_argument(parser)
   parser.add_argument("--out", required=True, help="model directory to create")
   parser.add_argument("--workdir", default=None,
                       help="keep per-epoch checkpoints here; rerunning the same command resumes "
@@ -24,11 +29,19 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-  from merjax.commands._options import config_from_args
+  from merjax._fs import check_writable
+  from merjax.commands._options import check_dataset, check_devices, config_from_args
   from merjax.parallel import initialize_from_args
   from merjax.runs import train_model
+  config = config_from_args(args)
+  check_dataset(args)
+  check_writable(args.out, what="--out")
+  if args.workdir is not None:
+    check_writable(args.workdir, what="--workdir")
   initialize_from_args(args)
-  train_model(args.dataset, out=args.out, config=config_from_args(args), data_dir=args.data_dir,
+  check_devices(args.devices)
+  train_model(args.dataset, out=args.out, config=config, data_dir=args.data_dir,
               clips_per_quadrant=args.clips_per_quadrant, workers=args.workers,
-              mesh=args.devices or "auto", workdir=args.workdir)
+              mesh="auto" if args.devices is None else args.devices, workdir=args.workdir,
+              device_memory_gb=args.device_memory_gb)
   return 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import add_dataset_arguments
+from merjax.commands._options import (add_dataset_arguments, add_execution_arguments,
+                                      add_feature_arguments)
 
 
 def register(subparsers) -> None:
@@ -18,6 +19,7 @@ def register(subparsers) -> None:
       "JSON) and a plot; after the fusion stage, the tuned model directory and its test "
       "report.")
   add_dataset_arguments(parser)
+  add_feature_arguments(parser)
   parser.add_argument("--out", required=True,
                       help="output directory (Ray experiments, results tables, tuned model)")
   parser.add_argument("--stage", choices=("cnn", "dnn", "fusion", "all"), default="all",
@@ -28,6 +30,10 @@ def register(subparsers) -> None:
   parser.add_argument("--searcher", choices=("gp", "tpe", "random"), default=None,
                       help="gp: Gaussian-process Bayesian optimisation as in Keras Tuner; tpe: "
                       "optuna's TPE; random (default: gp)")
+  parser.add_argument("--startup-trials", type=int, default=None,
+                      help="random start-up trials before the Gaussian process guides the "
+                      "search, the lower-end first trial included (default: Keras Tuner's 3 per "
+                      "hyperparameter, i.e. 9; always fewer than --trials)")
   parser.add_argument("--max-concurrent", type=int, default=None,
                       help="trials running at once (default: 1, as the paper's sequential "
                       "search)")
@@ -54,22 +60,29 @@ def register(subparsers) -> None:
                       help="seed of the data, the models and the searcher (default: 0)")
   parser.add_argument("--workers", type=int, default=None,
                       help="feature-extraction processes (default: cores, at most 4)")
+  add_execution_arguments(parser)
   parser.set_defaults(func=run, hparams=None)
 
 
 def tune_config_from_args(args):
   """The paper config for the dataset with the command line's search settings."""
-  from merjax.commands._options import config_from_args
+  from merjax.commands._options import config_from_args, parse_batch_sizes
   from merjax.errors import MerjaxError
 
   config = config_from_args(args)
   changes = {"seed": args.seed}
+  if args.batch_size:  # a fixed batch size is not searched
+    changes["fixed_batch_sizes"] = tuple(parse_batch_sizes(args.batch_size).items())
   if args.trials is not None:
     changes["trials"] = args.trials
   if args.searcher is not None:
     changes["searcher"] = args.searcher
   if args.max_concurrent is not None:
     changes["max_concurrent"] = args.max_concurrent
+  if args.startup_trials is not None:
+    if args.startup_trials < 1:
+      raise MerjaxError(f"--startup-trials must be at least 1, got {args.startup_trials}")
+    changes["startup_trials"] = args.startup_trials
   if changes.get("trials", 1) < 1:
     raise MerjaxError(f"--trials must be at least 1, got {args.trials}")
   if changes.get("max_concurrent", 1) < 1:
@@ -78,10 +91,22 @@ def tune_config_from_args(args):
 
 
 def run(args) -> int:
+  import jax
+
+  from merjax import parallel
+  from merjax._fs import check_writable
+  from merjax.commands._options import check_dataset
   from merjax.config import STAGES
   from merjax.tune.run import tune_dataset
 
   config = tune_config_from_args(args)
+  check_dataset(args)  # before Ray starts
+  check_writable(args.out, what="--out")
+  # On a pod slice the command runs on every host (SLURM, Open MPI, TPU VMs are detected):
+  # process 0 drives the Ray search, whose trials Ray places; the other hosts have no part.
+  if parallel.initialize_distributed() and not parallel.is_primary():
+    print(f"process {jax.process_index()}: the search runs on process 0")
+    return 0
   stages = STAGES if args.stage == "all" else (args.stage,)
   tune_dataset(args.dataset, config=config, out=args.out, data_dir=args.data_dir,
                stages=stages, clips_per_quadrant=args.clips_per_quadrant,

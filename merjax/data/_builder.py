@@ -25,6 +25,7 @@ import sys
 import numpy as np
 import tensorflow_datasets as tfds
 
+from merjax.audio.io import decoder_info
 from merjax.config import QUADRANTS
 from merjax.data._index import Problem, Song, SongTable, check_on_error, problem_message
 from merjax.data.prepare import PrepareSummary, cache_dir, decode_songs
@@ -126,8 +127,11 @@ class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       tfds.disable_progress_bar()
     # TFDS wants a folder as manual_dir; a zip or CSV file is read through its parent.
     self._manual_path = os.path.abspath(os.fspath(manual_dir))
-    # TFDS prints its progress to stdout; keep stdout for results (summaries, --json).
-    with contextlib.redirect_stdout(sys.stderr):
+    # TFDS prints its progress to stdout; keep stdout for results (summaries, --json), and
+    # without progress, print none of it (an error then stays the only line on stderr).
+    with contextlib.ExitStack() as stack:
+      sink = sys.stderr if self.progress else stack.enter_context(open(os.devnull, "w"))
+      stack.enter_context(contextlib.redirect_stdout(sink))
       self.download_and_prepare(
           download_dir=os.path.join(os.fspath(self.data_dir_root), "_downloads"),
           download_config=tfds.download.DownloadConfig(
@@ -143,7 +147,9 @@ class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _split_generators(self, dl_manager):
     manual = getattr(self, "_manual_path", None) or os.fspath(dl_manager.manual_dir)
     table = self._read_songs(manual)
-    songs = table.resolve(self.on_error)
+    # Validation and decoding in one pass: a strict run names every problem (missing,
+    # duplicated, unreadable, truncated ...) at once, not one kind per rerun.
+    songs = table.resolve("skip")
     self.decoded = decode_songs(
         songs, directory=cache_dir(os.fspath(self.data_dir_root), sample_rate=self.sample_rate,
                                    clip_seconds=self.clip_seconds),
@@ -151,24 +157,32 @@ class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         progress=self.progress)
     failed = [Problem(s.song_id, self.decoded[s.song_id].error) for s in songs
               if self.decoded[s.song_id].status == "failed"]
-    if failed and self.on_error == "stop":
-      raise MerjaxError(problem_message(table.name, failed) +
+    skipped = table.problems + failed + self._content_problems(
+        [s for s in songs if self.decoded[s.song_id].status != "failed"], table)
+    if skipped and self.on_error == "stop":
+      raise MerjaxError(problem_message(table.name, skipped) +
                         "; the clips decoded so far are cached and a rerun reuses them")
-    bad = {p.song_id for p in failed}
+    bad = {p.song_id for p in skipped}
     kept = [s for s in songs if s.song_id not in bad]
     if not kept:
       raise MerjaxError(f"{table.name}: no usable songs in {table.source}")
-    skipped = table.problems + failed
     by_split = {split: [s for s in kept if s.split == split] for split in SPLITS}
     self.info.metadata["merjax"] = self._index(table, by_split, skipped)
     statuses = [self.decoded[s.song_id].status for s in kept]
+    codec = decoder_info()
     self.summary = PrepareSummary(
         dataset=table.name, store_dir=os.fspath(self.data_dir),
         counts={split: [sum(s.quadrant == q for s in part) for q in range(len(QUADRANTS))]
                 for split, part in by_split.items()},
         skipped=skipped, decoded=statuses.count("decoded"), reused=statuses.count("cached"),
-        notes=list(table.notes))
+        notes=list(table.notes),
+        decoder=f"{codec['decoder']}, resampled with {codec['resampler']}")
     return {split: self._generate_examples(songs=part) for split, part in by_split.items() if part}
+
+  def _content_problems(self, songs: list[Song], table: SongTable) -> list[Problem]:
+    """Problems that only the decoded contents reveal (none by default; see AudioFolder)."""
+    del songs, table
+    return []
 
   def _index(self, table: SongTable, by_split: dict[str, list[Song]],
              skipped: list[Problem]) -> dict:
@@ -184,6 +198,7 @@ class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             "clip_samples": self.clip_samples,
             "splits": {split: columns(part) for split, part in by_split.items()},
             "skipped": [{"song_id": p.song_id, "reason": p.reason} for p in skipped],
+            "decoder": decoder_info(),
             "notes": list(table.notes)}
 
   def _generate_examples(self, songs: list[Song]):
@@ -233,6 +248,11 @@ class AudioFolder(ClipsBuilder):
 
   def _extra_params(self) -> dict:
     return {"seed": self.seed}
+
+  def _content_problems(self, songs: list[Song], table: SongTable) -> list[Problem]:
+    from merjax.data.folder import same_recording_problems
+    return same_recording_problems(songs, {s.song_id: self.decoded[s.song_id].content
+                                           for s in songs}, notes=table.notes)
 
   def _read_songs(self, manual_dir: str) -> SongTable:
     from merjax.data.folder import read_folder

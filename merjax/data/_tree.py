@@ -18,8 +18,37 @@ def _zip(location: str) -> zipfile.ZipFile:
   # One open archive per process: workers read thousands of members from it.
   try:
     return zipfile.ZipFile(location)
-  except (zipfile.BadZipFile, OSError) as error:
-    raise MerjaxError(f"{location}: not a readable zip archive ({error})") from None
+  except zipfile.BadZipFile:
+    if looks_like_zip(location):
+      raise MerjaxError(f"damaged zip archive: {location}") from None
+    raise MerjaxError(f"{location}: expected a folder or a zip archive") from None
+  except OSError as error:
+    raise MerjaxError(f"{location}: cannot read ({error.strerror or error})") from None
+
+
+def looks_like_zip(path: str) -> bool:
+  """Whether ``path`` is meant to be a zip archive: its name, or a zip local-file signature."""
+  if path.lower().endswith(".zip"):
+    return True
+  try:
+    with open(path, "rb") as f:
+      return f.read(4) == b"PK\x03\x04"
+  except OSError:
+    return False
+
+
+def readable_zip(path: str) -> bool:
+  """Whether ``path`` is a readable zip archive.
+
+  Raises:
+    MerjaxError: ``damaged zip archive: PATH`` when it is meant to be one (name or signature)
+      but its directory cannot be read, e.g. a download cut short.
+  """
+  if zipfile.is_zipfile(path):
+    return True
+  if looks_like_zip(path):
+    raise MerjaxError(f"damaged zip archive: {path}")
+  return False
 
 
 def _ignored(rel: str) -> bool:
@@ -152,7 +181,7 @@ def locate(path: str | os.PathLike, *, marker: str, top_folder: str | None = Non
   if not os.path.exists(path):
     raise MerjaxError(f"{path}: no such file or folder")
   if os.path.isfile(path):
-    if not zipfile.is_zipfile(path):
+    if not readable_zip(path):
       raise MerjaxError(f"{path}: expected a folder or a zip archive")
     tree = _tree_in_zip(path, marker)
     if tree is None:
@@ -164,13 +193,24 @@ def locate(path: str | os.PathLike, *, marker: str, top_folder: str | None = Non
   entries = sorted(os.listdir(path))
   candidates += [os.path.join(path, e) for e in entries if os.path.isdir(os.path.join(path, e))]
   candidates += [os.path.join(path, e) for e in entries if e.lower().endswith(".zip")]
+  damaged = []
   for candidate in dict.fromkeys(candidates):
     if os.path.isdir(candidate) and os.path.isfile(os.path.join(candidate, marker)):
       return Tree(candidate)
-    if os.path.isfile(candidate) and zipfile.is_zipfile(candidate):
+    if os.path.isfile(candidate):
+      try:
+        if not readable_zip(candidate):
+          continue
+      except MerjaxError:
+        damaged.append(candidate)
+        continue
       tree = _tree_in_zip(candidate, marker)
       if tree is not None:
         return tree
+  if damaged:
+    raise MerjaxError(f"damaged zip archive: {damaged[0]}" + (
+        f" (and {len(damaged) - 1} more: {', '.join(damaged[1:])})" if len(damaged) > 1 else "")
+        + f"; no {marker} found elsewhere in {path}")
   expected = f" (expected the unzipped {top_folder}/ folder or {top_folder}.zip)" if top_folder else ""
   raise MerjaxError(f"{path}: no {marker} found in it or in the folders and zip archives "
                     f"directly inside it{expected}")
@@ -183,5 +223,5 @@ def content_hash(data: bytes) -> str:
 
 def bytes_io(ref: AudioRef, data: bytes) -> io.BytesIO:
   stream = io.BytesIO(data)
-  stream.name = ref.label  # the audioread fallback picks its temp-file suffix from this
+  stream.name = ref.label  # how decoding errors name it
   return stream

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import posixpath
+from typing import Sequence
 
 from merjax.audio.io import AUDIO_EXTENSIONS
+from merjax.config import QUADRANTS
 from merjax.data._index import (Entry, Problem, Song, SongTable, drawn_splits,
                                 duplicate_problems, parse_csv, parse_quadrant)
 from merjax.data._tree import AudioRef, Tree
@@ -29,9 +31,10 @@ def _split_name(value: str) -> str | None:
   return _SPLIT_ALIASES.get(value.strip().lower())
 
 
-def _from_tree(tree: Tree) -> list[tuple[str, AudioRef, int, str | None]]:
-  """(song_id, audio, quadrant, split or None) for every audio file under a Qn folder."""
-  found = []
+def _from_tree(tree: Tree) -> tuple[list[tuple[str, AudioRef, int, str | None]], list[str]]:
+  """(song_id, audio, quadrant, split or None) for every audio file under a Qn folder, and
+  the relative paths of the audio files that are under none (e.g. in ``Q5/`` or ``happy/``)."""
+  found, outside = [], []
   for rel in tree.files():
     stem, ext = posixpath.splitext(rel)
     if ext.lower() not in AUDIO_EXTENSIONS:
@@ -40,10 +43,62 @@ def _from_tree(tree: Tree) -> list[tuple[str, AudioRef, int, str | None]]:
     quadrants = [parse_quadrant(f) for f in folders if f.upper().startswith("Q")]
     quadrants = [q for q in quadrants if q is not None]
     if not quadrants:
+      outside.append(rel)
       continue
     splits = [s for s in map(_split_name, folders) if s is not None]
     found.append((stem, tree.ref(rel), quadrants[-1], splits[-1] if splits else None))
-  return found
+  return found, outside
+
+
+def _outside_note(tree: Tree, outside: list[str]) -> str:
+  """The summary's note on audio files that no Q1..Q4 folder labels."""
+  folders = sorted({posixpath.dirname(r) + "/" if "/" in r else "./" for r in outside})
+  shown = ", ".join(folders[:10]) + (f" and {len(folders) - 10} more" if len(folders) > 10 else "")
+  return (f"ignored {len(outside)} audio file(s) in {tree.root_label} outside Q1..Q4 folders "
+          f"(in {shown}), e.g. {tree.label(outside[0])}")
+
+
+def same_recording_problems(songs: Sequence[Song], contents: dict[str, str | None], *,
+                            notes: list[str] | None = None) -> list[Problem]:
+  """The same recording (identical bytes) under two quadrants or in two splits.
+
+  Kept, it would be learned under two labels, or tested on what was trained on; both songs
+  become problems naming each other's file. Identical copies with the same quadrant and split
+  are kept and named in ``notes``.
+
+  Args:
+    songs: the songs.
+    contents: ``song_id -> content hash`` (see :class:`merjax.data.prepare.Decoded`).
+    notes: where the remark on harmless copies is appended.
+
+  Returns:
+    One :class:`Problem` per song in a conflicting group.
+  """
+  groups: dict[str, list[Song]] = {}
+  for song in songs:
+    if contents.get(song.song_id):
+      groups.setdefault(contents[song.song_id], []).append(song)
+  problems = []
+  for group in groups.values():
+    if len(group) < 2:
+      continue
+    quadrants = {s.quadrant for s in group}
+    splits = {s.split for s in group}
+    if len(quadrants) == 1 and len(splits) == 1:
+      if notes is not None:
+        notes.append("identical recordings kept (same quadrant and split): " +
+                     ", ".join(s.audio.label for s in group))
+      continue
+    what = ("two quadrants" if len(quadrants) > 1 else "") + (
+        " and " if len(quadrants) > 1 and len(splits) > 1 else "") + (
+        "two splits" if len(splits) > 1 else "")
+    for song in group:
+      others = ", ".join(f"{o.audio.label} ({QUADRANTS[o.quadrant]}, {o.split})"
+                         for o in group if o is not song)
+      problems.append(Problem(song.song_id, f"same recording in {what}: {song.audio.label} "
+                                            f"({QUADRANTS[song.quadrant]}, {song.split}) is "
+                                            f"identical to {others}"))
+  return problems
 
 
 def _from_csv(path: str) -> tuple[Tree, list[tuple[str, AudioRef, int, str | None]],
@@ -96,15 +151,18 @@ def read_folder(path: str | os.PathLike, *, name: str = "folder", seed: int = 0,
   path = os.path.abspath(os.fspath(path))
   if not os.path.exists(path):
     raise MerjaxError(f"{path}: no such file or folder")
+  notes: list[str] = []
   if path.lower().endswith(".csv"):
     tree, found, problems = _from_csv(path)
   else:
     tree = Tree(path)
-    found, problems = _from_tree(tree), []
+    (found, outside), problems = _from_tree(tree), []
+    if outside:
+      notes.append(_outside_note(tree, outside))
   if not found and not problems:
-    raise MerjaxError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in Q1..Q4 folders")
+    raise MerjaxError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in Q1..Q4 folders"
+                      + (f"; {notes[0]}" if notes else ""))
   with_split = [f for f in found if f[3] is not None]
-  notes = []
   if found and not with_split:
     assignment, note = drawn_splits([f[0] for f in found], [f[2] for f in found],
                                     directory=tree.writable_dir(), seed=seed,

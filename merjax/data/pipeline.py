@@ -1,21 +1,24 @@
 """Input pipelines: grain over any random-access source, or a split kept on the accelerator.
 
-Both modes shuffle with :func:`epoch_order` and pad alike, so for the same seed they yield the
+All modes shuffle with :func:`epoch_order` and pad alike, so for the same seed they yield the
 same examples in the same order:
 
 * :class:`Loader` reads batches with grain (``MapDataset`` -> ``to_iter_dataset`` -> optional
   ``mp_prefetch`` worker processes), from a :class:`merjax.data.store.PreparedDataset` or a dict
   of arrays (precomputed log-mels, features ...), with a transform hook run in the workers.
-* :class:`merjax.data.memory.DeviceBatches` puts a whole split on the device once (when it fits
-  a memory budget) and slices every batch there with one jitted gather: no host work per step
-  beyond the dispatch. On one host it yields the same batches as the :class:`Loader`.
+  Its :class:`Sampler` gives each host a contiguous share of the epoch
+  (``grain.sharding.ShardByJaxProcess``); a :class:`GlobalBatchSampler` instead gives each
+  process its rows of every *global* batch, which is what training on a multi-host mesh feeds
+  (:class:`merjax.data.memory.StreamedBatches`).
+* :mod:`merjax.data.memory` keeps a split on the devices, sharded over them, when it fits a
+  memory budget, and streams it through a :class:`Loader` otherwise
+  (:func:`merjax.data.memory.split_batches`); both yield the same global batches.
 
 Every batch is a dict of arrays with the source's fields plus ``mask`` (float32, 1 for real
 examples) and ``index`` (the example's index in the source). Unless ``drop_remainder`` is set,
 the last batch is padded to full size with ``mask == 0``, so every example counts exactly once
 and one compiled step serves the whole epoch. Epoch ``e`` shuffles with the permutation seeded by
-``(seed, e)``. With several JAX processes each host reads its share
-(``grain.sharding.ShardByJaxProcess``), and all hosts yield the same number of batches.
+``(seed, e)``.
 """
 
 from __future__ import annotations
@@ -108,6 +111,70 @@ def epoch_order(size: int, *, shuffle: bool, seed: int, epoch: int) -> np.ndarra
   return np.random.default_rng([seed, epoch]).permutation(size)
 
 
+def batch_index_table(n: int, batch_size: int, *, order: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """Index rows and masks covering ``n`` examples once, padded to whole batches.
+
+  Args:
+    n: number of examples.
+    batch_size: examples per batch.
+    order: optional permutation of ``range(n)``.
+
+  Returns:
+    ``(indices, mask)``, both [shape=(ceil(n / batch_size), batch_size)]; padded slots repeat
+    the order's first example, with mask 0.
+  """
+  if n <= 0:
+    raise MerjaxError(f"cannot batch an empty split (n={n})")
+  if batch_size <= 0:
+    raise MerjaxError(f"batch_size must be positive, got {batch_size}")
+  order = np.arange(n) if order is None else np.asarray(order)
+  n_batches = -(-n // batch_size)
+  indices = np.full(n_batches * batch_size, order[0], np.int32)
+  mask = np.zeros(n_batches * batch_size, np.float32)
+  indices[:n], mask[:n] = order, 1.0
+  return indices.reshape(n_batches, batch_size), mask.reshape(n_batches, batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalBatchSampler:
+  """This process's rows of every *global* batch: the multi-host form of one global order.
+
+  Every process computes the same global order and padding (:func:`batch_index_table` of
+  :func:`epoch_order`) and keeps only columns ``rows`` of each global batch, so the global
+  batches that ``jax.make_array_from_process_local_data`` assembles from all processes are
+  exactly those of a one-process run, and each process reads only its own examples.
+
+  Args:
+    num_examples: size of the set being batched.
+    batch_size: examples per global batch.
+    rows: this process's slice of each global batch
+      (:func:`merjax.parallel.process_rows`); default all of them.
+    seed: shuffling seed (epoch ``e`` uses ``np.random.default_rng([seed, e])``).
+    shuffle: shuffle every epoch (training) or keep the order (evaluation).
+  """
+
+  num_examples: int
+  batch_size: int
+  rows: slice = dataclasses.field(default_factory=lambda: slice(None))
+  seed: int = 0
+  shuffle: bool = True
+
+  def __post_init__(self):
+    if self.seed < 0:
+      raise MerjaxError(f"seed must be non-negative, got {self.seed}")
+    batch_index_table(self.num_examples, self.batch_size)  # validates both sizes
+
+  def __len__(self) -> int:
+    return -(-self.num_examples // self.batch_size)
+
+  def epoch(self, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions, mask)``, both [shape=(len(self), rows of this process)]."""
+    order = epoch_order(self.num_examples, shuffle=self.shuffle, seed=self.seed, epoch=epoch)
+    positions, mask = batch_index_table(self.num_examples, self.batch_size, order=order)
+    return positions[:, self.rows], mask[:, self.rows]
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampler:
   """Which examples make up every batch: per-epoch shuffling, host sharding and padding.
@@ -191,8 +258,9 @@ class _BatchFn:
   """Global batch number -> batch dict (runs in grain's threads and worker processes)."""
 
   def __init__(self, source, indices: np.ndarray, sampler: Sampler,
-               transform: Callable[[Batch], Batch] | None):
+               transform: Callable[[Batch], Batch] | None, positions: bool = False):
     self.source, self.indices, self.sampler, self.transform = source, indices, sampler, transform
+    self.positions = positions
     self._table = None
 
   def __getstate__(self):
@@ -206,7 +274,8 @@ class _BatchFn:
     _, positions, mask = table
     ids = self.indices[positions[row]]
     batch = gather(self.source, ids)
-    batch["mask"], batch["index"] = mask[row].copy(), ids
+    batch["mask"] = mask[row].copy()
+    batch["index"] = positions[row].copy() if self.positions else ids
     return self.transform(batch) if self.transform is not None else batch
 
 
@@ -229,20 +298,28 @@ class Loader:
     worker_count: grain ``mp_prefetch`` worker processes (0 reads in this process's threads).
     worker_buffer_size: batches each worker prepares ahead.
     read_threads: threads reading batches ahead in each process.
+    index: what a batch's ``index`` holds: ``"source"`` (the example's index in the source)
+      or ``"position"`` (its number among ``indices``).
+    sampler: replaces the batching given by ``batch_size``, ``seed``, ``shuffle``,
+      ``drop_remainder`` and ``shard_options`` (e.g. a :class:`GlobalBatchSampler`); anything
+      with ``len`` (batches per epoch) and ``epoch(e) -> (positions, mask)`` over
+      ``range(len(indices))``.
   """
 
-  def __init__(self, source, *, batch_size: int, indices: Sequence[int] | None = None,
+  def __init__(self, source, *, batch_size: int = 0, indices: Sequence[int] | None = None,
                seed: int = 0, shuffle: bool = True, drop_remainder: bool = False,
                transform: Callable[[Batch], Batch] | None = None, shard_options=None,
                num_epochs: int | None = None, worker_count: int = 0, worker_buffer_size: int = 2,
-               read_threads: int = 4):
+               read_threads: int = 4, sampler=None, index: str = "source"):
     self.source = as_source(source)
     self.indices = (np.arange(len(self.source)) if indices is None
                     else np.asarray(indices, dtype=np.int64))
-    self.sampler = Sampler(len(self.indices), batch_size, seed=seed, shuffle=shuffle,
-                           drop_remainder=drop_remainder,
-                           shard_options=shard_options or _by_jax_process())
-    self.transform = transform
+    self.sampler = sampler or Sampler(len(self.indices), batch_size, seed=seed, shuffle=shuffle,
+                                      drop_remainder=drop_remainder,
+                                      shard_options=shard_options or _by_jax_process())
+    if index not in ("source", "position"):
+      raise MerjaxError(f"index must be 'source' or 'position', got {index!r}")
+    self.transform, self.index = transform, index
     self.num_epochs = num_epochs
     self.worker_count, self.worker_buffer_size = worker_count, worker_buffer_size
     self.read_threads = read_threads
@@ -259,7 +336,8 @@ class Loader:
     per_epoch = len(self)
     stop_epoch = self.num_epochs if self.num_epochs is not None else start_epoch + 10**9
     ds = grain.MapDataset.range(start_epoch * per_epoch, stop_epoch * per_epoch)
-    ds = ds.map(_BatchFn(self.source, self.indices, self.sampler, self.transform))
+    ds = ds.map(_BatchFn(self.source, self.indices, self.sampler, self.transform,
+                         positions=self.index == "position"))
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=self.read_threads,
                                               prefetch_buffer_size=2 * self.read_threads))
     if self.worker_count > 0:

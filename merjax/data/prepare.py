@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from merjax.audio.io import load_audio, to_pcm16
+from merjax.audio.io import decoder_info, load_audio, to_pcm16
 from merjax.config import QUADRANTS
 from merjax.data._index import Problem, Song, check_on_error
 from merjax.data._tree import AudioRef, bytes_io, content_hash
@@ -39,6 +39,8 @@ class Decoded:
     duration: true duration in seconds before padding or cropping.
     source_rate: the file's sampling rate.
     error: why decoding failed.
+    content: SHA-1 of the file's bytes (None when they could not be read); the same
+      recording under two names shares it.
   """
 
   song_id: str
@@ -47,6 +49,7 @@ class Decoded:
   duration: float = math.nan
   source_rate: int = 0
   error: str | None = None
+  content: str | None = None
 
 
 def cache_dir(data_dir: str, *, sample_rate: int, clip_seconds: float) -> str:
@@ -62,27 +65,34 @@ def default_workers() -> int:
 def _decode_job(job: tuple[str, AudioRef, str, int, float]) -> Decoded:
   """Runs in a worker: reuse the cached clip of this content, or decode and cache it."""
   song_id, ref, directory, sample_rate, clip_seconds = job
+  content = None
+  decoder = decoder_info()["decoder"]
   try:
     data = ref.read_bytes()
-    path = os.path.join(directory, content_hash(data) + ".npz")
+    content = content_hash(data)
+    path = os.path.join(directory, content + ".npz")
     if os.path.exists(path):
       try:
         with np.load(path) as cached:
-          return Decoded(song_id, "cached", path, float(cached["duration"]),
-                         int(cached["source_rate"]))
+          # An entry another libsndfile decoded is decoded again (same samples everywhere).
+          if str(cached["decoder"]) == decoder:
+            return Decoded(song_id, "cached", path, float(cached["duration"]),
+                           int(cached["source_rate"]), content=content)
       except (OSError, ValueError, KeyError, EOFError):
         pass  # a damaged entry (e.g. disk full earlier): decode again
     clip = load_audio(bytes_io(ref, data), sample_rate=sample_rate, clip_seconds=clip_seconds,
                       name=ref.label)
     tmp = f"{path}.{os.getpid()}.tmp.npz"
     np.savez(tmp, waveform=to_pcm16(clip.waveform), duration=clip.duration_seconds,
-             source_rate=clip.source_rate)
+             source_rate=clip.source_rate, decoder=decoder)
     os.replace(tmp, path)  # atomic: an interrupted write never leaves a half entry
-    return Decoded(song_id, "decoded", path, clip.duration_seconds, clip.source_rate)
+    return Decoded(song_id, "decoded", path, clip.duration_seconds, clip.source_rate,
+                   content=content)
   except MerjaxError as error:
-    return Decoded(song_id, "failed", error=str(error))
+    return Decoded(song_id, "failed", error=str(error), content=content)
   except Exception as error:  # pylint: disable=broad-except  # one odd file must not end the run
-    return Decoded(song_id, "failed", error=f"{ref.label}: {type(error).__name__}: {error}")
+    return Decoded(song_id, "failed", error=f"{ref.label}: {type(error).__name__}: {error}",
+                   content=content)
 
 
 def decode_songs(songs: Sequence[Song], *, directory: str, sample_rate: int = 16000,
@@ -142,8 +152,9 @@ class PrepareSummary:
     skipped: every song left out, with the reason.
     decoded: clips decoded in this run.
     reused: clips taken from the decode cache.
-    notes: other remarks (drawn splits, missing optional files, cache removal).
+    notes: other remarks (drawn splits, missing optional files, ignored folders, cache removal).
     already_prepared: the store existed and was reused as is.
+    decoder: the audio decoder and resampler with their versions (:func:`decoder_info`).
   """
 
   dataset: str
@@ -154,6 +165,7 @@ class PrepareSummary:
   reused: int = 0
   notes: list[str] = dataclasses.field(default_factory=list)
   already_prepared: bool = False
+  decoder: str | None = None
 
   @property
   def total(self) -> int:
@@ -163,7 +175,10 @@ class PrepareSummary:
     """A readable report: counts per split and quadrant, then every skipped song."""
     head = ("already prepared, reused" if self.already_prepared else
             f"prepared ({self.decoded} clips decoded, {self.reused} reused from the cache)")
-    lines = [f"{self.dataset}: {head}", f"store: {self.store_dir}", "",
+    lines = [f"{self.dataset}: {head}", f"store: {self.store_dir}"]
+    if self.decoder:
+      lines.append(f"decoded with {self.decoder}")
+    lines += ["",
              f"{'split':<10}" + "".join(f"{q:>7}" for q in QUADRANTS) + f"{'total':>8}"]
     for split in SPLITS:
       row = self.counts.get(split, [0] * len(QUADRANTS))

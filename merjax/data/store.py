@@ -146,6 +146,8 @@ class PreparedDataset:
     arousal, valence: [shape=(n,)] float32, NaN where unknown.
     durations: [shape=(n,)] float32 true durations in seconds.
     params: the settings it was prepared with; skipped: songs left out, with reasons.
+    decoder: the audio decoder and resampler it was decoded with, with their versions
+      (:func:`merjax.audio.io.decoder_info`; empty for stores written before it was recorded).
   """
 
   def __init__(self, path: str | os.PathLike):
@@ -166,6 +168,7 @@ class PreparedDataset:
     self.arousal, self.valence = _nan(columns["arousal"]), _nan(columns["valence"])
     self.durations = _nan(columns["duration"])
     self.skipped = [Problem(p["song_id"], p["reason"]) for p in meta.get("skipped", [])]
+    self.decoder: dict = dict(meta.get("decoder") or {})
     sizes = [len(meta["splits"][s]["song_id"]) for s in present]
     self._split_of = np.repeat(np.arange(len(present)), sizes)
     self._local = np.concatenate([np.arange(n) for n in sizes]) if sizes else np.zeros(0, int)
@@ -257,9 +260,12 @@ class PreparedDataset:
     from merjax.data.prepare import PrepareSummary
     counts = {s: [int(np.sum((self.splits == s) & (self.labels == q))) for q in range(4)]
               for s in SPLITS}
+    codec = self.decoder
     return PrepareSummary(dataset=self.name, store_dir=self.path, counts=counts,
                           skipped=list(self.skipped), notes=list(self._meta.get("notes", [])),
-                          already_prepared=True)
+                          already_prepared=True,
+                          decoder=(f"{codec['decoder']}, resampled with {codec['resampler']}"
+                                   if codec else None))
 
 
 def open_prepared(dataset: str, data_dir: str | os.PathLike | None = None) -> PreparedDataset:

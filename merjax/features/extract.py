@@ -65,13 +65,22 @@ def _map(backend: str, sample_rate: int, sources: Sequence[Source], *, workers: 
           raise failed(i, error) from None
         bar.update()
       return
+    # The first clip here, before any worker starts: it compiles librosa's numba functions
+    # and writes their on-disk cache once. Workers compiling them at the same time can write
+    # mismatched cache files (numba issue 10128) that crash every later run with SIGSEGV.
+    try:
+      yield 0, _extract_one(backend, sample_rate, sources[0])
+    except MerjaxError as error:
+      raise failed(0, error) from None
+    bar.update()
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold JAX
     pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(workers, len(sources)), mp_context=context, initializer=_single_thread)
+        max_workers=min(workers, len(sources) - 1), mp_context=context,
+        initializer=_single_thread)
     finished = False
     try:
       futures = {pool.submit(_extract_one, backend, sample_rate, s): i
-                 for i, s in enumerate(sources)}
+                 for i, s in enumerate(sources) if i > 0}
       for future in concurrent.futures.as_completed(futures):
         i = futures[future]
         try:

@@ -35,13 +35,17 @@ def _delimiter(header: str) -> str:
   return max(counts, key=counts.get)
 
 
-def _number(text: str, decimal_comma: bool) -> float:
+def _number(text: str, decimal_comma: bool) -> float | None:
+  """The cell's value, NaN for a missing-value marker, None for text that is no number."""
   text = text.strip()
   if text.lower() in _MISSING:
     return float("nan")
   if decimal_comma:
     text = text.replace(",", ".")
-  return float(text)
+  try:
+    return float(text)
+  except ValueError:
+    return None
 
 
 def read_feature_table(path: str | os.PathLike, *, id_column: str | None = None,
@@ -59,6 +63,13 @@ def read_feature_table(path: str | os.PathLike, *, id_column: str | None = None,
 
   Returns:
     A :class:`FeatureSet` (``backend="table"``) in file order; empty cells and ``NA`` are NaN.
+    A non-numeric cell in a numeric column is NaN too (a missing value, which training imputes
+    from the training split), and a warning names its row and column; columns without any
+    number (titles, artists) are left out with a warning naming them.
+
+  Raises:
+    MerjaxError: unreadable file, ragged rows, duplicate or missing ids, a chosen column
+      (``columns``) without numbers, or no numeric column at all.
   """
   path = Path(path)
   try:
@@ -101,18 +112,29 @@ def read_feature_table(path: str | os.PathLike, *, id_column: str | None = None,
     if not chosen:
       chosen = [i for i in range(len(header)) if i != id_index]
   values = np.empty((len(body), len(chosen)), np.float64)
-  skipped = []
+  text_columns, bad_cells = [], []
   keep = np.ones(len(chosen), bool)
   for j, col in enumerate(chosen):
-    try:
-      values[:, j] = [_number(r[col], decimal_comma) for r in body]
-    except ValueError as error:
+    cells = [_number(r[col], decimal_comma) for r in body]
+    numeric = [c for c in cells if c is not None and not np.isnan(c)]
+    if not numeric and any(c is None for c in cells):
+      # A column of text (a title, an artist) is no feature: left out, by name.
       if columns is not None:
-        raise MerjaxError(f"feature table {path}, column {header[col]!r}: {error}") from None
-      skipped.append(header[col])
+        raise MerjaxError(f"feature table {path}, column {header[col]!r} holds no numbers "
+                          f"(e.g. {body[0][col]!r} in row 2)")
+      text_columns.append(header[col])
       keep[j] = False
-  if skipped:
-    warnings.warn(f"feature table {path}: skipped non-numeric column(s) {preview(skipped)}",
+      continue
+    for i, cell in enumerate(cells):
+      if cell is None:  # one odd cell is a missing value, never a reason to drop its column
+        bad_cells.append(f"row {i + 2} column {header[col]!r} ({body[i][col].strip()!r})")
+    values[:, j] = [np.nan if c is None else c for c in cells]
+  if text_columns:
+    warnings.warn(f"feature table {path}: left out text column(s) without any number "
+                  f"{preview(text_columns)}", stacklevel=2)
+  if bad_cells:
+    warnings.warn(f"feature table {path}: {len(bad_cells)} non-numeric cell(s) read as missing "
+                  f"values (imputed with the training split's median): {preview(bad_cells)}",
                   stacklevel=2)
   if not keep.any():
     raise MerjaxError(f"feature table {path} has no numeric feature columns")

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from merjax.config import ModelConfig
+from merjax.config import ModelConfig, resolve_cnn_impl
 from merjax.models import dropout
 from merjax.models.fused import BatchNormDropoutPool, ConvParams, DropoutKey
 from merjax.models.layers import conv_init, dense_init, max_pool
@@ -19,8 +19,9 @@ class CNNBody(nn.Module):
   has no Dropout. Then Flatten -> Dropout -> Dense(300) -> ReLU.
 
   ``config.cnn_impl`` picks the implementation of the blocks: ``"plain"`` composes Flax's
-  layers; ``"fast"`` (the default) runs each block as one op with an analytic backward pass
-  (:mod:`merjax.models.fused`). Both compute the same function with the same variables
+  layers; ``"fast"`` runs each block as one op with an analytic backward pass
+  (:mod:`merjax.models.fused`); ``"auto"`` (the default) takes the one measured fastest on the
+  backend (:func:`merjax.config.resolve_cnn_impl`: fast on CPU, plain elsewhere). Both compute the same function with the same variables
   (names, shapes, dropout masks), so checkpoints of one load in the other.
   """
 
@@ -45,7 +46,7 @@ class CNNBody(nn.Module):
     flattened_size(cfg, n_mels=mels.shape[1], frames=mels.shape[2])  # fails early if too small
     dtype = jnp.dtype(cfg.dtype)
     x = jnp.swapaxes(mels, 1, 2)[..., None].astype(dtype)  # (batch, time, mel, 1) as in Keras
-    fast = cfg.cnn_impl == "fast"
+    fast = resolve_cnn_impl(cfg.cnn_impl) == "fast"
     last = len(cfg.conv_pools) - 1
     for i, pool in enumerate(cfg.conv_pools):
       rate = cfg.conv_dropout if i < last else 0.0

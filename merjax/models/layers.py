@@ -3,7 +3,7 @@
 ``max_pool`` is mathematically the valid, non-overlapping max pooling of Keras'
 ``MaxPooling2D(pool_size=p)`` (stride = pool size, remainder dropped). It is written as a
 reshape + max with a custom VJP, because XLA's CPU ``select_and_scatter`` (the gradient of
-``lax.reduce_window`` max) dominates the CNN's backward pass there (DESIGN.md §4).
+``lax.reduce_window`` max) dominates the CNN's backward pass there (benchmarks/results/train.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from merjax.train.fit import FitResult as FitResult
 from merjax.train.fit import TrainingDivergedError as TrainingDivergedError
 from merjax.train.fit import evaluate_batches as evaluate_batches
 from merjax.train.fit import fit as fit
-from merjax.train.stages import HybridModel as HybridModel
 from merjax.train.stages import StageData as StageData
 from merjax.train.stages import train_classifier as train_classifier
 from merjax.train.stages import train_hybrid as train_hybrid

@@ -23,9 +23,10 @@ import numpy as np
 from flax import linen as nn
 
 from merjax.config import ModelConfig, TrainConfig
+from merjax.inference.artefact import HybridModel
 from merjax.models import CNNBody, DNNBody, Fusion
 from merjax.train.fit import FitResult
-from merjax.train.stages import HybridModel, StageData, train_classifier
+from merjax.train.stages import StageData, train_classifier
 
 
 def pack_inputs(mels: np.ndarray, features: np.ndarray) -> np.ndarray:

@@ -51,9 +51,9 @@ def evaluate_batches(state: TrainState, batches: Iterable[dict], *,
   """
   step = jit_eval_step if mesh is None else mesh_eval_step(mesh)
   per_step, logits, masks = [], [], []
+  if mesh is not None:
+    batches = parallel.prefetch_to_mesh(batches, mesh)
   for batch in batches:
-    if mesh is not None:
-      batch = parallel.shard_batch(batch, mesh)
     out = step(state, batch)
     per_step.append({k: out[k] for k in ("loss_sum", "correct", "count")})
     logits.append(out["logits"])
@@ -87,9 +87,12 @@ def fit(state: TrainState, *, train_batches: Callable[[int], Iterable[dict]],
 
   Args:
     state: the initial train state.
-    train_batches: ``epoch -> iterable of batches`` (shuffled per epoch). With a ``mesh``,
-      batches are either already sharded along ``data`` or this process's rows of each
-      global batch (assembled with ``make_array_from_process_local_data``).
+    train_batches: ``epoch -> iterable of batches`` (shuffled per epoch), e.g. the
+      ``epoch`` of :func:`merjax.data.memory.split_batches`. With a ``mesh``, batches are
+      either already sharded along ``data`` or this process's rows of each global batch
+      (assembled with ``make_array_from_process_local_data``, two batches ahead). With
+      device-resident batches the loop makes no implicit host-device transfer: it runs under
+      ``jax.transfer_guard("disallow")``.
     val_batches: ``() -> iterable of padded, masked validation batches``.
     config: epochs cap, patience and the training-accuracy rule.
     rng: the run's dropout key (folded with the step inside :func:`train_step`).
@@ -140,9 +143,10 @@ def fit(state: TrainState, *, train_batches: Callable[[int], Iterable[dict]],
     while stopper.stop_reason is None:
       start = time.perf_counter()
       per_step = []
-      for batch in train_batches(epoch):
-        if mesh is not None:
-          batch = parallel.shard_batch(batch, mesh)
+      batches = train_batches(epoch)
+      if mesh is not None:  # host rows become global arrays, two batches ahead of the step
+        batches = parallel.prefetch_to_mesh(batches, mesh)
+      for batch in batches:
         state, metrics = train_step(state, batch, rng)
         per_step.append(metrics)
       if not per_step:

@@ -20,8 +20,9 @@ import numpy as np
 
 from merjax import parallel
 from merjax.config import Config, TrainConfig
-from merjax.data.memory import DeviceBatches
-from merjax.models import CNN, DNN, Fusion, Hybrid
+from merjax.data.memory import DeviceBatches, split_batches
+from merjax.inference.artefact import HybridModel
+from merjax.models import CNN, DNN, Fusion
 from merjax.train.fit import FitResult, fit
 from merjax.train.state import create_state
 
@@ -31,6 +32,7 @@ Split = Mapping[str, np.ndarray]  # {"inputs": [shape=(n, ...)], "label": [shape
 def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, stage: str,
                      log: Callable[[str], Any] | None = print, mesh: Any = "auto",
                      train_batches: Callable[[int], Any] | None = None,
+                     device_memory_gb: float | None = None,
                      wrap_apply: Callable[[Callable], Callable] | None = None,
                      **fit_kwargs) -> FitResult:
   """Trains one Flax classifier with the paper's protocol on in-memory splits.
@@ -50,6 +52,8 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
       :func:`merjax.parallel.resolve_mesh`. The batch size must divide across the devices.
     train_batches: optional ``epoch -> batches`` replacing the batches of ``train`` (e.g.
       online augmentation); ``train`` then only gives the input shape.
+    device_memory_gb: GiB per device the resident splits may take; larger splits stream
+      (:func:`merjax.data.memory.split_batches`; default: from the device's memory).
     wrap_apply: optional ``apply_fn -> apply_fn`` for the train state, e.g.
       :meth:`merjax.augmentation.WaveformTraining.front_end` (waveforms in, log-mels made
       inside the jitted step).
@@ -66,96 +70,18 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
   if wrap_apply is not None:
     state = state.replace(apply_fn=wrap_apply(state.apply_fn))
   if train_batches is None:
-    train_batches = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
-                                  seed=config.seed, mesh=mesh).epoch
+    say = (None if log is None or jax.process_index() != 0
+           else lambda line: log(f"[{stage}] training split: {line}"))
+    train_batches = split_batches(dict(train), batch_size=config.batch_size, shuffle=True,
+                                  seed=config.seed, mesh=mesh, device_memory_gb=device_memory_gb,
+                                  log=say).epoch
   # Evaluation pads with a mask, so its batch only needs rounding up to the device count.
   val_batch = (config.batch_size if mesh is None
                else parallel.round_up(config.batch_size, parallel.data_size(mesh)))
-  val_data = DeviceBatches(dict(val), batch_size=val_batch, shuffle=False, mesh=mesh)
+  val_data = split_batches(dict(val), batch_size=val_batch, shuffle=False, mesh=mesh,
+                           device_memory_gb=device_memory_gb)
   return fit(state, train_batches=train_batches, val_batches=val_data.epoch, config=config,
              rng=dropout_rng, stage=stage, log=log, mesh=mesh, **fit_kwargs)
-
-
-def apply_in_batches(fn: Callable[[jax.Array], jax.Array], inputs: np.ndarray, *,
-                     batch_size: int = 64) -> np.ndarray:
-  """Runs a jitted ``fn`` over ``inputs`` in padded batches; returns the real rows."""
-  if len(inputs) == 0:
-    raise ValueError("no inputs to process")
-  batch_size = min(batch_size, len(inputs))
-  data = DeviceBatches({"inputs": inputs}, batch_size=batch_size, shuffle=False)
-  outputs, masks = [], []
-  for batch in data.epoch():
-    outputs.append(fn(batch["inputs"]))
-    masks.append(batch["mask"])
-  outputs, masks = jax.device_get((outputs, masks))
-  return np.concatenate(outputs)[np.concatenate(masks) > 0]
-
-
-@dataclasses.dataclass
-class HybridModel:
-  """A trained hybrid: branch and fusion variables plus the input normalisation.
-
-  Attributes:
-    config: the run's configuration.
-    cnn: variables of :class:`merjax.models.CNN` (body and stage-1 head).
-    dnn: variables of :class:`merjax.models.DNN` (body and stage-2 head).
-    fusion: variables of :class:`merjax.models.Fusion`.
-    mel_mean, mel_std: the global log-mel z-normalisation fitted on the training split.
-    feature_preprocessor: the fitted handcrafted-feature transform (``to_dict`` able), or None.
-  """
-
-  config: Config
-  cnn: dict
-  dnn: dict
-  fusion: dict
-  mel_mean: float
-  mel_std: float
-  feature_preprocessor: Any = None
-
-  def hybrid_variables(self) -> dict:
-    """Variables of :class:`merjax.models.Hybrid` assembled from the three stages."""
-    return {"params": {"cnn": self.cnn["params"]["body"], "dnn": self.dnn["params"]["body"],
-                       "fusion": self.fusion["params"]},
-            "batch_stats": {"cnn": self.cnn["batch_stats"]["body"]}}
-
-  def normalise_mels(self, log_mels: np.ndarray) -> np.ndarray:
-    return ((np.asarray(log_mels, np.float32) - self.mel_mean) / self.mel_std).astype(np.float32)
-
-  def logits(self, *, mels: np.ndarray, features: np.ndarray, which: str = "hybrid",
-             batch_size: int = 32) -> np.ndarray:
-    """Logits of one of the three classifiers on normalised mels and preprocessed features.
-
-    Args:
-      mels: normalised log-mels [shape=(n, n_mels, frames)] (for ``cnn`` and ``hybrid``).
-      features: preprocessed features [shape=(n, n_features)] (for ``dnn`` and ``hybrid``).
-      which: ``"cnn"``, ``"dnn"`` or ``"hybrid"``.
-      batch_size: inference batch size.
-
-    Returns:
-      Logits [shape=(n, 4)].
-    """
-    model_config = self.config.model
-    if which == "cnn":
-      fn = jax.jit(lambda x: CNN(model_config).apply(self.cnn, x, train=False))
-      return apply_in_batches(fn, mels, batch_size=batch_size)
-    if which == "dnn":
-      fn = jax.jit(lambda x: DNN(model_config).apply(self.dnn, x, train=False))
-      return apply_in_batches(fn, features, batch_size=batch_size)
-    if which == "hybrid":
-      embeddings = self.embeddings(mels=mels, features=features, batch_size=batch_size)
-      fn = jax.jit(lambda x: Fusion(model_config).apply(self.fusion, x, train=False))
-      return apply_in_batches(fn, embeddings, batch_size=batch_size)
-    raise ValueError(f"which must be cnn, dnn or hybrid, got {which!r}")
-
-  def embeddings(self, *, mels: np.ndarray, features: np.ndarray, batch_size: int = 32
-                 ) -> np.ndarray:
-    """Frozen branch embeddings, concatenated [shape=(n, cnn_embedding + dnn_embedding)]."""
-    model_config = self.config.model
-    cnn = apply_in_batches(jax.jit(lambda x: CNN(model_config).apply(
-        self.cnn, x, method=CNN.embed)), mels, batch_size=batch_size)
-    dnn = apply_in_batches(jax.jit(lambda x: DNN(model_config).apply(
-        self.dnn, x, method=DNN.embed)), features, batch_size=batch_size)
-    return np.concatenate([cnn, dnn], axis=-1)
 
 
 @dataclasses.dataclass
@@ -175,7 +101,8 @@ class StageData:
 
 def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: float,
                  feature_preprocessor: Any = None, log: Callable[[str], Any] | None = print,
-                 mesh: Any = "auto", workdir: str | os.PathLike | None = None
+                 mesh: Any = "auto", workdir: str | os.PathLike | None = None,
+                 device_memory_gb: float | None = None
                  ) -> tuple[HybridModel, dict[str, FitResult]]:
   """Runs the three stages and returns the trained hybrid and each stage's fit.
 
@@ -189,6 +116,7 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
     log: progress sink.
     mesh: data-parallel mesh for every stage (see :func:`train_classifier`).
     workdir: when given, each stage checkpoints to (and resumes from) ``workdir/<stage>``.
+    device_memory_gb: GiB per device a resident split may take (see :func:`train_classifier`).
 
   Returns:
     ``(model, {"cnn": FitResult, "dnn": FitResult, "fusion": FitResult})``.
@@ -199,7 +127,8 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
   mesh = parallel.resolve_mesh(mesh)
 
   def stage_kwargs(stage: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"mesh": mesh, "log": log, "stage": stage}
+    kwargs: dict[str, Any] = {"mesh": mesh, "log": log, "stage": stage,
+                              "device_memory_gb": device_memory_gb}
     if workdir is not None:
       kwargs["workdir"] = os.path.join(os.fspath(workdir), stage)
     return kwargs

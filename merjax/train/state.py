@@ -12,6 +12,7 @@ import optax
 from flax import struct
 
 from merjax.config import TrainConfig
+from merjax.parallel import check_same_on_all_processes
 
 
 class TrainState(struct.PyTreeNode):
@@ -54,8 +55,39 @@ def _init_variables(model, params_rng: jax.Array, dropout_rng: jax.Array, inputs
   return model.init({"params": params_rng, "dropout": dropout_rng}, inputs, train=False)
 
 
+def scale_by_keras_adam(b1: float = 0.9, b2: float = 0.999,
+                        eps: float = 1e-7) -> optax.GradientTransformation:
+  """Adam's scaling exactly as Keras computes it (``keras.optimizers.Adam``).
+
+  Keras adds ``epsilon`` to the square root of the *uncorrected* second moment and folds both
+  bias corrections into the step size: ``alpha_t = sqrt(1 - b2**t) / (1 - b1**t)`` and
+  ``update = alpha_t * m / (sqrt(v) + eps)`` (Kingma and Ba's "epsilon hat"). optax's
+  ``scale_by_adam`` adds ``eps`` to the corrected root instead, which differs whenever
+  gradients are small next to ``eps``. The state is optax's ``ScaleByAdamState``.
+  """
+
+  def init(params):
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros,
+                                  nu=jax.tree_util.tree_map(jnp.zeros_like, params))
+
+  def update(updates, state, params=None):
+    del params
+    mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
+    nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, updates)
+    count = optax.safe_int32_increment(state.count)
+    t = count.astype(jnp.float32)
+    alpha = jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+    updates = jax.tree_util.tree_map(
+        lambda m, v: (alpha * m / (jnp.sqrt(v) + eps)).astype(m.dtype), mu, nu)
+    return updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-  """Plain SGD or Adam with Keras' defaults (no momentum; Adam eps=1e-7).
+  """Plain SGD or Adam with Keras' defaults (no momentum; Adam eps=1e-7 as Keras applies it,
+  see :func:`scale_by_keras_adam`).
 
   Args:
     config: the stage's :class:`~merjax.config.TrainConfig`.
@@ -72,7 +104,8 @@ def _optimizer(optimizer: str, learning_rate: float) -> optax.GradientTransforma
   if optimizer == "sgd":
     return optax.sgd(learning_rate)
   if optimizer == "adam":
-    return optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-7)
+    return optax.chain(scale_by_keras_adam(b1=0.9, b2=0.999, eps=1e-7),
+                       optax.scale_by_learning_rate(learning_rate))
   raise ValueError(f"unknown optimizer {optimizer!r}")
 
 
@@ -93,6 +126,8 @@ def create_state(model, example_inputs: jax.Array, config: TrainConfig, *, rng: 
   variables = _init_variables(model, params_rng, dropout_rng, jnp.zeros_like(example_inputs))
   tx = make_optimizer(config)
   params = variables["params"]
+  # Every process initialises on its own: a multi-host run must start from one state.
+  check_same_on_all_processes(variables, what="the initial variables")
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
                     apply_fn=_Apply(model), tx=tx)

@@ -30,6 +30,7 @@ import numpy as np
 
 from merjax.config import STAGES, Config
 from merjax.errors import MerjaxError
+from merjax.runtime import set_gpu_memory_defaults
 from merjax.tune.search import StageSearch
 from merjax.tune.space import apply_point
 
@@ -133,7 +134,7 @@ def tune_stages(inputs, *, config: Config, out_dir: str | os.PathLike,
   Returns:
     The searches by stage (those of this run, plus the CNN and DNN ones a fusion run used).
   """
-  from merjax.train.stages import HybridModel
+  from merjax.inference.artefact import HybridModel
   from merjax.tune.report import write_stage_report
   from merjax.tune.search import tune_stage
 
@@ -201,8 +202,9 @@ def tune_dataset(dataset: str, *, config: Config, out: str | os.PathLike,
                       "online augmentation draws its variants inside one training process")
   _check_out(out, stages, resume)
   if gpus_per_trial > 0:
-    # The trials own the GPUs; the driver only computes inputs and embeddings.
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # The trials own the GPUs. The driver computes inputs and embeddings there too, but
+    # takes memory only while it needs it: no pool held, freed buffers go back to the GPU.
+    set_gpu_memory_defaults(preallocate="false", allocator="platform")
   with ray_session(address=address, num_cpus=num_cpus):
     inputs = prepare_inputs(dataset, config=config, data_dir=data_dir,
                             clips_per_quadrant=clips_per_quadrant, workers=workers, log=log)
@@ -228,9 +230,9 @@ def tune_dataset(dataset: str, *, config: Config, out: str | os.PathLike,
 def _tuned_model(dataset: str, inputs, searches: dict[str, StageSearch], *, config: Config,
                  out: Path, log: Callable[[str], Any]) -> tuple[Path, dict[str, dict]]:
   from merjax.evaluate import metrics_table, write_report
-  from merjax.model_dir import save_model
+  from merjax.inference.directory import save_model
   from merjax.runs import split_metrics
-  from merjax.train.stages import HybridModel
+  from merjax.inference.artefact import HybridModel
 
   model = HybridModel(config=config, cnn=searches["cnn"].best_variables(),
                       dnn=searches["dnn"].best_variables(),
@@ -244,7 +246,10 @@ def _tuned_model(dataset: str, inputs, searches: dict[str, StageSearch], *, conf
                       "best_val_accuracy": s.best.best_val_accuracy,
                       "stop_reason": s.best.stop_reason, "checkpoint": s.best.checkpoint}
               for stage, s in searches.items()}
-  save_model(model, model_dir, training={"dataset": dataset, "tuned": True, "stages": training})
+  from merjax.features.source import features_record
+  save_model(model, model_dir, training={"dataset": dataset, "tuned": True,
+                                         "features": features_record(config),
+                                         "stages": training})
   data = inputs.stage_data
   results = split_metrics(model, mels=data.mels["test"], features=data.features["test"],
                           labels=data.labels["test"])

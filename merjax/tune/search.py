@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from merjax.config import Config
+from merjax.config import Config, TuneConfig
 from merjax.errors import MerjaxError
 from merjax.tune.space import KEYS
 from merjax.tune.trial import StageArrays, TrialSetup
@@ -260,6 +260,16 @@ def _tuner(stage: str, *, trainable, experiment: Path, config: Config, setup: Tr
           callbacks=[_progress_callback(stage, config.tune.trials, log)]))
 
 
+def stage_search_config(config: TuneConfig, stage: str) -> TuneConfig:
+  """The search settings of one stage: a batch size fixed by ``--batch-size`` is not searched.
+
+  Returns:
+    ``config`` itself, or a copy whose batch-size choices are the one fixed size.
+  """
+  fixed = dict(config.fixed_batch_sizes).get(stage)
+  return config if fixed is None else config.replace(batch_sizes=(fixed,))
+
+
 def tune_stage(stage: str, *, data: StageArrays, config: Config, out_dir: str | os.PathLike,
                resume: bool = False, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
                points_to_evaluate: Sequence[dict] | None = None,
@@ -286,6 +296,7 @@ def tune_stage(stage: str, *, data: StageArrays, config: Config, out_dir: str | 
   from merjax.tune.trial import run_trial
 
   experiment = Path(out_dir).absolute() / "ray" / stage
+  config = config.replace(tune=stage_search_config(config.tune, stage))
   setup = TrialSetup(stage=stage, model=config.model, train=config.stage(stage),
                      gpus_per_trial=gpus_per_trial)
   trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup, data=data),

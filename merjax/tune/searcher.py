@@ -13,8 +13,11 @@ acquisition is maximised exactly over all untried points instead of by L-BFGS on
 relaxation. ``--searcher tpe`` uses Ray's ``OptunaSearch`` with optuna's ``TPESampler``, and
 ``--searcher random`` is :class:`GPSearcher` without the model.
 
-Every searcher starts with the lower end of every range, then draws random start-up points;
-their number stays below the trial budget so the model guides the remaining trials.
+Every searcher starts with the lower end of every range, then draws random start-up points.
+As in Keras Tuner, there are by default ``3 x`` (number of hyperparameters) start-up trials, the
+first included: 9 of the paper's 10 trials, so only the last one is guided by the model
+(``--startup-trials`` changes this). Their number stays below the trial budget so that the
+model guides at least one trial.
 """
 
 from __future__ import annotations
@@ -37,9 +40,29 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 SEARCHERS: tuple[str, ...] = ("gp", "tpe", "random")
 
 
+def default_startup_trials(n_hyperparameters: int) -> int:
+  """Keras Tuner's ``BayesianOptimization`` default: ``max(3 * n_hyperparameters, 3)``.
+
+  Its oracle fits the Gaussian process only once this many trials completed, the first trial
+  (every hyperparameter at its default, here the lower end) included.
+  """
+  return max(3 * n_hyperparameters, 3)
+
+
+def requested_startup(config: TuneConfig) -> int:
+  """``config.startup_trials``, or Keras Tuner's default for the search space when None."""
+  if config.startup_trials is not None:
+    return config.startup_trials
+  return default_startup_trials(len(SearchSpace.from_config(config).choices()))
+
+
 def startup_count(config: TuneConfig) -> int:
-  """Start-up trials (the lower-end point included): at least one, fewer than ``trials``."""
-  return max(1, min(config.startup_trials, config.trials - 1))
+  """Start-up trials (the lower-end point included): at least one, fewer than ``trials``.
+
+  With the paper's budget of 10 trials and Keras Tuner's default this is 9: the lower-end
+  trial, eight random points, then one trial guided by the Gaussian process.
+  """
+  return max(1, min(requested_startup(config), config.trials - 1))
 
 
 class GPSearcher(_Searcher):
@@ -213,8 +236,8 @@ def make_searcher(config: TuneConfig, *, metric: str = "best_val_accuracy",
     raise MerjaxError(f"max_concurrent must be at least 1, got {config.max_concurrent}")
   space = SearchSpace.from_config(config)
   startup = startup_count(config)
-  if startup != config.startup_trials and log is not None:
-    log(f"{startup} start-up trial(s) instead of {config.startup_trials}, so that the model "
+  if startup != requested_startup(config) and log is not None:
+    log(f"{startup} start-up trial(s) instead of {requested_startup(config)}, so that the model "
         f"guides part of the {config.trials}-trial budget")
   points = [space.lower_end()] if points_to_evaluate is None else [
       space.validate(p) for p in points_to_evaluate]

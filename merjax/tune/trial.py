@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from merjax.config import ModelConfig, TrainConfig
+from merjax.runtime import set_gpu_memory_defaults
 from merjax.tune.space import apply_point
 
 # {"train": {"inputs": [shape=(n, ...)], "label": [shape=(n,)]}, "validate": {...}}
@@ -32,7 +33,8 @@ class TrialSetup:
     model: the network sizes.
     train: epochs cap, patience, the 0.90 rule and the seed (the searched values replace its
       optimizer, learning rate and batch size).
-    gpus_per_trial: the GPU share; a fraction caps JAX's memory pool to that share.
+    gpus_per_trial: the GPU share. A fraction caps JAX's memory pool to that share of the
+      GPU; several GPUs train the trial data-parallel over a mesh of them.
   """
 
   stage: str
@@ -76,17 +78,21 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
       the trial as failed with this reason, and the search goes on).
   """
   if 0 < setup.gpus_per_trial < 1:  # several trials share a GPU: preallocate only our share
-    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * setup.gpus_per_trial:.3f}")
+    set_gpu_memory_defaults(fraction=f"{0.9 * setup.gpus_per_trial:.3f}")
   import jax
   import jax.numpy as jnp
   from ray import tune
 
+  from merjax import parallel
   from merjax.data.memory import DeviceBatches
   from merjax.train.fit import fit
   from merjax.train.state import create_state
   from merjax.tune.checkpoint import restore_trial_checkpoint, save_trial_checkpoint
 
   config = apply_point(setup.train, point)
+  # Ray makes only the trial's own GPUs visible: with several, train over a mesh of them.
+  mesh = parallel.make_data_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
   train, val = data["train"], data["validate"]
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state = create_state(stage_model(setup.stage, setup.model), jnp.asarray(train["inputs"][:1]),
@@ -109,8 +115,8 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
       tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
   train_batches = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
-                                seed=config.seed)
-  val_batches = DeviceBatches(dict(val), batch_size=config.batch_size, shuffle=False)
+                                seed=config.seed, mesh=mesh)
+  val_batches = DeviceBatches(dict(val), batch_size=config.batch_size, shuffle=False, mesh=mesh)
   fit(state, train_batches=train_batches.epoch, val_batches=val_batches.epoch, config=config,
-      rng=dropout_rng, stage=setup.stage, stopper=stopper, on_epoch_end=report,
+      rng=dropout_rng, stage=setup.stage, stopper=stopper, on_epoch_end=report, mesh=mesh,
       log=_file_log(os.path.join(tune.get_context().get_trial_dir(), "fit.log")))

@@ -7,6 +7,9 @@ Layout::
       preprocessing.json     log-mel mean/std and the fitted feature preprocessing
       cnn/ dnn/ fusion/      orbax checkpoints of each stage's variables
       training.json          per-stage history, best epoch and stop reason (optional)
+
+:func:`save_model` writes everything into a temporary sibling directory and renames it into
+place, so an interrupted save never leaves a half-written model that a rerun would refuse.
 """
 
 from __future__ import annotations
@@ -16,18 +19,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+from merjax._fs import atomic_directory
 from merjax.errors import MerjaxError
+from merjax.inference.artefact import HybridModel
 
 _STAGES = ("cnn", "dnn", "fusion")
 
 
-def save_model(model, path: str | os.PathLike, *, training: dict[str, Any] | None = None
-               ) -> Path:
-  """Writes a :class:`merjax.train.HybridModel` to ``path`` (created; must not hold a model).
+def save_model(model: HybridModel, path: str | os.PathLike, *,
+               training: dict[str, Any] | None = None) -> Path:
+  """Writes a :class:`HybridModel` to ``path``, atomically (temporary directory, then rename).
 
   Args:
     model: the trained hybrid.
-    path: the model directory.
+    path: the model directory: must not exist, or be empty.
     training: optional JSON-able training record (histories, stop reasons).
 
   Returns:
@@ -41,34 +46,40 @@ def save_model(model, path: str | os.PathLike, *, training: dict[str, Any] | Non
     raise MerjaxError(f"model directory {path} exists and is not a directory")
   if (path / "config.json").exists():
     raise MerjaxError(f"{path} already holds a model; choose another --out or delete it")
-  path.mkdir(parents=True, exist_ok=True)
-  checkpointer = ocp.StandardCheckpointer()
-  for stage in _STAGES:
-    checkpointer.save(path / stage, jax.device_get(getattr(model, stage)))
-  checkpointer.wait_until_finished()
-  preprocessing = {"mel_mean": model.mel_mean, "mel_std": model.mel_std,
-                   "features": (None if model.feature_preprocessor is None
-                                else model.feature_preprocessor.to_dict())}
-  (path / "preprocessing.json").write_text(json.dumps(preprocessing) + "\n")
-  if training is not None:
-    (path / "training.json").write_text(json.dumps(training, indent=2) + "\n")
-  (path / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+  with atomic_directory(path) as tmp:
+    checkpointer = ocp.StandardCheckpointer()
+    for stage in _STAGES:
+      checkpointer.save(tmp / stage, jax.device_get(getattr(model, stage)))
+    checkpointer.wait_until_finished()
+    if jax.process_index() != 0:  # orbax writes with every process; the rest is process 0's
+      return path
+    preprocessing = {"mel_mean": model.mel_mean, "mel_std": model.mel_std,
+                     "features": (None if model.feature_preprocessor is None
+                                  else model.feature_preprocessor.to_dict())}
+    (tmp / "preprocessing.json").write_text(json.dumps(preprocessing) + "\n")
+    if training is not None:
+      (tmp / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
   return path
 
 
-def load_model(path: str | os.PathLike):
+def load_model(path: str | os.PathLike) -> HybridModel:
   """Reads a model directory written by :func:`save_model`.
 
+  Args:
+    path: the model directory.
+
   Returns:
-    The :class:`merjax.train.HybridModel`.
+    The :class:`HybridModel`.
   """
   import orbax.checkpoint as ocp
 
   from merjax.config import config_from_dict
   from merjax.features import FeaturePreprocessor
-  from merjax.train.stages import HybridModel
 
   path = Path(path).absolute()
+  if not path.is_dir():
+    raise MerjaxError(f"{path}: no such model directory")
   missing = [name for name in ("config.json", "preprocessing.json", *_STAGES)
              if not (path / name).exists()]
   if missing:

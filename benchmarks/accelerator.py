@@ -13,10 +13,11 @@ Measured side by side in one run (DESIGN.md §5 cases, every row with ``dtype``,
   relative to the largest value), bfloat16 rows ``loss`` (must be finite).
 - ``waveform_step``: the whole waveform-to-gradient step of the ``waveforms`` pipeline
   (offline augmentation with per-example keys + log-mel + z-normalisation + CNN), samples/s.
-- ``log_mel`` and ``augment_log_mel``: s/clip on the device, with ``max_diff_db`` (and for the
-  augmentation ``p99_diff_db``, ``median_diff_db``) against the same function on the CPU
-  backend (the exact FFT resampler there; the device's default is the windowed sinc), and
-  librosa's time per clip as the reference where librosa is installed.
+- ``log_mel`` and ``augment_log_mel``: s/clip on the device, with ``max_diff_db``,
+  ``p99_diff_db`` and ``median_diff_db`` against the same function on the CPU backend (for the
+  augmentation: with the device's resampler, and ``*_vs_fft_db`` against the exact FFT
+  resampler, the CPU default; the first 4 clips), and librosa's time per clip as the
+  reference where librosa is installed.
 - ``fit_epoch``: 2-epoch :func:`merjax.train.fit` runs under ``jax.transfer_guard("disallow")``
   of the CNN stage with offline x5 augmentation, ``pipeline`` ``waveforms`` (made inside the
   step every epoch) and ``precomputed`` (made once before, ``precompute_s``); s/epoch of the
@@ -157,11 +158,12 @@ def fast_equals_plain(*, batch: int, frames: int) -> dict[str, float]:
     (logits_p, grads_p), (logits_f, grads_f) = jax.device_get(
         (jax.jit(lambda: outputs(plain))(), jax.jit(lambda: outputs(_cnn("fast", "float32")))()))
 
-  def rel(a, b):
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+  def rel(a, b):  # the largest difference over the largest value, across all leaves
+    a, b = jax.tree.leaves(a), jax.tree.leaves(b)
+    scale = max(float(np.max(np.abs(y))) for y in b)
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) / max(scale, 1e-30)
 
-  grad_diff = max(rel(a, b) for a, b in zip(jax.tree.leaves(grads_f), jax.tree.leaves(grads_p)))
-  return {"max_diff_logits": rel(logits_f, logits_p), "max_diff_grads": grad_diff}
+  return {"max_diff_logits": rel(logits_f, logits_p), "max_diff_grads": rel(grads_f, grads_p)}
 
 
 def _clips(n: int, seconds: float):
@@ -247,7 +249,7 @@ def spectral_rows(*, batch: int, seconds: float, repeats: int) -> list[dict]:
   mel = jax.jit(log_mel)
   ours = timed(mel, on_device)
   with jax.default_device(cpu):
-    expected = np.asarray(jax.jit(log_mel)(on_cpu))
+    expected = np.asarray(jax.jit(log_mel)(on_cpu))  # the same function on the CPU backend
 
   def librosa_mel(clip):
     import librosa
@@ -261,15 +263,27 @@ def spectral_rows(*, batch: int, seconds: float, repeats: int) -> list[dict]:
 
   augment = AugmentConfig()
   keys = jax.random.split(jax.random.key(0), batch)
-  fn = jax.jit(lambda k, w: augment_log_mel(k, w, transforms=augment.transforms)[0])
+  from merjax.audio.augment import _resolve_resampler
+  resampler = _resolve_resampler("auto")
+
+  def variants(k, w, resampler="auto"):
+    return augment_log_mel(k, w, transforms=augment.transforms, resampler=resampler)[0]
+
+  fn = jax.jit(variants)
   ours = timed(fn, keys, on_device)
+  checked = min(batch, 4)  # the CPU references run on a few clips only
   got = fn(keys, on_device)
+  names = sorted(got)
+  got = np.stack([np.asarray(got[n])[:checked] for n in names])
+  reference = {}
   with jax.default_device(cpu):
-    expected = jax.jit(lambda k, w: augment_log_mel(k, w, transforms=augment.transforms)[0])(
-        jax.device_put(keys, cpu), on_cpu)
-  names = sorted(expected)
-  diffs = _diffs(np.stack([np.asarray(got[n]) for n in names]),
-                 np.stack([np.asarray(expected[n]) for n in names]))
+    for name in {resampler, "fft"}:
+      out = jax.jit(variants, static_argnames="resampler")(
+          jax.device_put(keys[:checked], cpu), on_cpu[:checked], resampler=name)
+      reference[name] = np.stack([np.asarray(out[n]) for n in names])
+  diffs = _diffs(got, reference[resampler])
+  exact = _diffs(got, reference["fft"])
+  diffs.update({f"{key.replace('_db', '')}_vs_fft_db": value for key, value in exact.items()})
 
   def librosa_augment(clip):
     import librosa
@@ -278,9 +292,8 @@ def spectral_rows(*, batch: int, seconds: float, repeats: int) -> list[dict]:
       librosa.power_to_db(librosa.feature.melspectrogram(y=variant, sr=16000), ref=1.0)
 
   reference = _librosa_time(clips[:1], librosa_augment)
-  from merjax.audio.augment import _resolve_resampler
   rows.append(row("augment_log_mel", dtype="float32", impl="jax", batch=batch, devices=1,
-                  resampler=_resolve_resampler("auto"), variants=len(names), **diffs,
+                  resampler=resampler, variants=len(names), checked_clips=checked, **diffs,
                   unit="s/clip", ours=ours, reference=reference,
                   reference_name="librosa (host)" if reference else None, peak_gib=_peak_gib()))
   return rows

@@ -91,7 +91,7 @@ def test_quick_run_through_the_wheel_command(tmp_path):
     assert r["gflops"] > 0 and r["gbytes"] > 0
   fast32 = next(r for r in steps if (r["dtype"], r["impl"], r["prng"])
                 == ("float32", "fast", "threefry"))
-  assert fast32["max_diff_logits"] < 1e-4 and fast32["max_diff_grads"] < 1e-3
+  assert fast32["max_diff_logits"] < 1e-4 and fast32["max_diff_grads"] < 1e-4
   assert all(math.isfinite(r["loss"]) for r in steps if r["dtype"] == "bfloat16")
   fits = [r for r in rows if r["case"] == "fit_epoch"]
   assert {r["pipeline"] for r in fits} == {"waveforms", "precomputed"}

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Mapping
 
@@ -139,7 +140,7 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
   if data.cnn_waveforms is not None:
     online = data.cnn_waveforms.batches(batch_size=config.cnn.batch_size, seed=config.cnn.seed,
                                         mesh=mesh)
-    wrap_apply = data.cnn_waveforms.front_end
+    wrap_apply = functools.partial(data.cnn_waveforms.front_end, mesh=mesh)
   fits["cnn"] = train_classifier(
       CNN(config.model), train={"inputs": cnn_train_mels, "label": cnn_train_labels},
       val={"inputs": data.mels["validate"], "label": data.labels["validate"]},

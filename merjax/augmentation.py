@@ -274,28 +274,24 @@ class WaveformFrontEnd:
     return self.apply(variables, inputs, *args, **kwargs)
 
 
-def _pack(waveforms, clip, variant, epoch):
-  rows = jnp.take(waveforms, clip, axis=0)
-  ids = jnp.stack([clip, variant, jnp.broadcast_to(epoch, clip.shape)], axis=1)
+@jax.jit
+def _pack(rows: jax.Array, index: jax.Array, clips: jax.Array, epoch: jax.Array) -> jax.Array:
+  # Row-wise only: on a mesh every device packs its own rows, with no communication.
+  index = index.astype(jnp.int32)
+  ids = jnp.stack([index % clips, index // clips, jnp.broadcast_to(epoch, index.shape)], axis=1)
   return jnp.concatenate([rows, jax.lax.bitcast_convert_type(ids, jnp.float32)], axis=1)
 
 
-_jit_pack = jax.jit(_pack)
-
-
-@functools.lru_cache(maxsize=None)
-def _mesh_pack(mesh):
-  spec = jax.sharding.PartitionSpec(parallel.DATA_AXIS)
-  rep = jax.sharding.PartitionSpec()
-  return jax.jit(jax.shard_map(_pack, mesh=mesh, in_specs=(rep, spec, spec, rep), out_specs=spec))
-
-
 class WaveformBatches:
-  """The CNN's training batches as clips: each device gathers and packs its own rows.
+  """The CNN's training batches as clips: each device holds and packs its own rows.
 
-  The examples are the rows of the precomputed set, in its order (originals, then one block
-  per transform), so with the same shuffling seed the batches hold the same examples as
-  :class:`merjax.data.memory.DeviceBatches` over :func:`offline_training_set`'s result.
+  The clips are stored once, as one split of :func:`merjax.data.memory.split_batches`:
+  sharded over the devices when their share fits the device memory budget, streamed from the
+  host otherwise. An epoch covers them ``1 + len(transforms)`` times (``repeats``): example
+  ``j`` is variant ``j // n`` of clip ``j % n``, the order of the precomputed set (originals,
+  then one block per transform), so with the same shuffling seed the batches hold the same
+  examples as :class:`merjax.data.memory.DeviceBatches` over :func:`offline_training_set`'s
+  result.
 
   Args:
     waveforms: training clips [shape=(n, samples)].
@@ -304,38 +300,35 @@ class WaveformBatches:
     batch_size: examples per global batch.
     seed: the shuffling seed (see :class:`merjax.data.memory.DeviceBatches`).
     mesh: optional data mesh; batches then come sharded along ``data``.
+    device_memory_gb: GiB per device the clips may take there (default: from the device).
+    memory_budget_bytes: the same in bytes (wins).
 
   Yields (from :meth:`epoch`) ``{"inputs": [shape=(batch, samples + 3)], "label", "mask",
   "index"}``, ``inputs`` packed for :func:`example_log_mels`.
   """
 
   def __init__(self, waveforms, labels, *, augment: AugmentConfig, batch_size: int,
-               seed: int = 0, mesh=None, memory_budget_bytes: int | None = None):
-    from merjax.data.memory import DeviceBatches
-    n = len(waveforms)
-    repeats = 1 + len(_variants(augment))
-    table = {"clip": np.tile(np.arange(n, dtype=np.int32), repeats),
-             "variant": np.repeat(np.arange(repeats, dtype=np.int32), n),
-             "label": np.tile(np.asarray(labels), repeats)}
-    self.index = DeviceBatches(table, batch_size=batch_size, shuffle=True, seed=seed, mesh=mesh,
-                               memory_budget_bytes=memory_budget_bytes)
-    waveforms = np.asarray(waveforms, np.float32)
+               seed: int = 0, mesh=None, device_memory_gb: float | None = None,
+               memory_budget_bytes: int | None = None):
+    from merjax.data.memory import split_batches
+    self.clips = len(waveforms)
     self.mesh = mesh
-    self.waveforms = (jax.device_put(waveforms) if mesh is None
-                      else parallel.replicate(waveforms, mesh))
+    self.batches = split_batches(
+        {"waveform": np.asarray(waveforms, np.float32), "label": np.asarray(labels)},
+        batch_size=batch_size, shuffle=True, seed=seed, mesh=mesh,
+        repeats=1 + len(_variants(augment)), device_memory_gb=device_memory_gb,
+        memory_budget_bytes=memory_budget_bytes)
 
   def __len__(self) -> int:
-    return len(self.index)
+    return len(self.batches)
 
   def epoch(self, epoch: int = 0) -> Iterator[dict[str, jax.Array]]:
     """Yields the packed batches of one epoch."""
-    number = np.int32(epoch)
-    if self.mesh is None:
-      pack, number = _jit_pack, jax.device_put(number)
-    else:
-      pack, number = _mesh_pack(self.mesh), parallel.replicate(number, self.mesh)
-    for batch in self.index.epoch(epoch):
-      yield {"inputs": pack(self.waveforms, batch["clip"], batch["variant"], number),
+    scalars = (np.int32(self.clips), np.int32(epoch))
+    clips, number = (jax.device_put(scalars) if self.mesh is None
+                     else parallel.replicate(scalars, self.mesh))
+    for batch in self.batches.epoch(epoch):
+      yield {"inputs": _pack(batch["waveform"], batch["index"], clips, number),
              "label": batch["label"], "mask": batch["mask"], "index": batch["index"]}
 
 
@@ -369,10 +362,12 @@ class WaveformTraining:
                             mel_mean=float(self.mel_mean), mel_std=float(self.mel_std),
                             mesh=mesh)
 
-  def batches(self, *, batch_size: int, seed: int, mesh=None) -> Callable[[int], Any]:
+  def batches(self, *, batch_size: int, seed: int, mesh=None,
+              device_memory_gb: float | None = None) -> Callable[[int], Any]:
     """``epoch -> batches``. ``seed`` shuffles; online runs shuffle with the augment seed, as
     :class:`OnlineAugmentedBatches` does."""
     if self.augment.mode == "online":
       seed = self.augment.seed
     return WaveformBatches(self.waveforms, self.labels, augment=self.augment,
-                           batch_size=batch_size, seed=seed, mesh=mesh).epoch
+                           batch_size=batch_size, seed=seed, mesh=mesh,
+                           device_memory_gb=device_memory_gb).epoch

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import logging
 import os
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -340,41 +339,6 @@ def is_primary() -> bool:
   return jax.process_index() == 0
 
 
-def tree_digest(tree: Any) -> bytes:
-  """A SHA-256 digest of a pytree's structure, dtypes, shapes and values (host copies)."""
-  digest = hashlib.sha256(str(jax.tree.structure(tree)).encode())
-  for leaf in jax.tree.leaves(tree):
-    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-      leaf = jax.random.key_data(leaf)
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-      leaf = leaf.addressable_data(0)  # replicated: every shard holds the whole value
-    value = np.asarray(leaf)
-    digest.update(f"{value.dtype}{value.shape}".encode())
-    digest.update(np.ascontiguousarray(value).tobytes())
-  return digest.digest()
-
-
-def check_same_on_all_processes(tree: Any, *, what: str) -> None:
-  """Raises MerjaxError unless every process of a multi-host run holds the same values.
-
-  Replicated values (initial variables, mel statistics, feature preprocessing) are computed
-  by each process on its own; a difference (another seed, another data order, another
-  library version) would silently train different models on different hosts. One process:
-  nothing to compare. Every process must call this at the same point.
-
-  Args:
-    tree: a pytree of arrays or numbers (JSON-like dicts too).
-    what: named in the error.
-  """
-  if jax.process_count() == 1:
-    return
-  from jax.experimental import multihost_utils
-  local = np.frombuffer(tree_digest(tree), np.uint8)
-  digests = np.asarray(multihost_utils.process_allgather(local))
-  differing = [i for i in range(len(digests)) if not np.array_equal(digests[i], digests[0])]
-  if differing:
-    raise MerjaxError(f"{what} differ between processes: process 0 and process(es) "
-                      f"{', '.join(map(str, differing))} computed different values")
 def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh | None, *,
                      size: int = 2) -> Iterator[dict[str, jax.Array]]:
   """Assembles host batches on the devices ``size`` batches ahead of the consumer.

@@ -48,6 +48,7 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   """
   from merjax import parallel
   from merjax._fs import atomic_directory, check_writable
+  from merjax.data.per_process import assert_same_on_every_process
   from merjax.evaluate import metrics_table, write_report
   from merjax.features.source import features_record
   from merjax.inference.directory import save_model
@@ -70,10 +71,8 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
                           clips_per_quadrant=clips_per_quadrant, workers=workers, log=log,
                           waveform_training=True)
   data = inputs.stage_data
-  parallel.check_same_on_all_processes(
-      {"mel_mean": inputs.mel_mean, "mel_std": inputs.mel_std,
-       "features": None if inputs.preprocessor is None else inputs.preprocessor.to_dict()},
-      what="the mel statistics and the feature preprocessing")
+  assert_same_on_every_process({"mel_mean": inputs.mel_mean, "mel_std": inputs.mel_std},
+                               what="the log-mel statistics")
   model, fits = train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
                              mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
                              mesh=mesh, workdir=workdir, device_memory_gb=device_memory_gb,

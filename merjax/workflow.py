@@ -124,22 +124,35 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
   Returns:
     ``(log_mels [shape=(n, n_mels, frames)], features [shape=(n, n_features)], names)``.
   """
+  from merjax.data.per_process import map_per_process
   from merjax.features import extract_cached, extract_features, feature_names
   from merjax.inputs import log_mels
 
   workers = workers or min(4, os.cpu_count() or 1)
-  mels = log_mels(waveforms, audio=config.audio, progress=progress)
+  # In a multi-host run each process computes the rows of its own share of the clips only;
+  # every process then holds all rows, byte-identical (merjax.data.per_process).
+  def share(array, rows: np.ndarray):
+    return array[rows[0]:rows[-1] + 1] if len(rows) else array[:0]  # a view: shares are blocks
+
+  mels = map_per_process(lambda rows: log_mels(share(waveforms, rows), audio=config.audio,
+                                               progress=progress), len(waveforms))
   if config.features_backend == "table":  # the recorded table's rows (docs/method.md)
     from merjax.features.source import table_inputs
     return (mels, *table_inputs(config.features_table,
                                 None if song_ids is None else list(song_ids)))
-  if cache_dir is not None:
-    raw = extract_cached(zip(song_ids, waveforms), cache_dir=cache_dir,
-                         backend=config.features_backend, sample_rate=config.audio.sample_rate,
-                         workers=workers, progress=progress).values
-  else:
-    raw = extract_features(waveforms, sample_rate=config.audio.sample_rate,
-                           backend=config.features_backend, workers=workers, progress=progress)
+
+  def extract(rows: np.ndarray) -> np.ndarray:
+    if cache_dir is not None:  # the per-song cache is shared: each process adds its songs
+      return extract_cached(zip(share(song_ids, rows), share(waveforms, rows)),
+                            cache_dir=cache_dir,
+                            backend=config.features_backend,
+                            sample_rate=config.audio.sample_rate, workers=workers,
+                            progress=progress).values
+    return extract_features(share(waveforms, rows), sample_rate=config.audio.sample_rate,
+                            backend=config.features_backend, workers=workers,
+                            progress=progress)
+
+  raw = map_per_process(lambda rows: np.asarray(extract(rows), np.float32), len(waveforms))
   names = feature_names(backend=config.features_backend, sample_rate=config.audio.sample_rate)
   return mels, raw, list(names)
 
@@ -223,7 +236,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
   Returns:
     The :class:`PreparedInputs`.
   """
-  from merjax.features import FeaturePreprocessor
+  from merjax.data.per_process import fit_feature_preprocessor
   from merjax.inputs import mel_statistics
 
   chunks, labels, splits, song_ids, cache_dir = _load_clips(
@@ -258,7 +271,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
   mel_mean, mel_std = mel_statistics(mels[index["train"]])
   mels = ((mels - mel_mean) / mel_std).astype(np.float32)
   log(f"log-mels {mels.shape[1:]} per clip; training mean {mel_mean:.2f} dB, std {mel_std:.2f}")
-  preprocessor = FeaturePreprocessor().fit(raw[index["train"]], names)
+  preprocessor = fit_feature_preprocessor(raw[index["train"]], names)  # proven equal everywhere
   features = preprocessor.transform(raw).astype(np.float32)
   log(f"features: {raw.shape[1]} extracted, {features.shape[1]} kept after preprocessing")
 

@@ -129,19 +129,18 @@ def test_auto_false_never_detects(calls, monkeypatch):
 def test_replicated_values_are_checked_equal_across_processes(monkeypatch):
   from jax.experimental import multihost_utils
 
+  from merjax.data import per_process
+
   tree = {"w": np.arange(6.0).reshape(2, 3), "mean": 1.5}
-  digest = np.frombuffer(parallel.tree_digest(tree), np.uint8)
-  assert parallel.tree_digest(tree) == parallel.tree_digest({"w": np.arange(6.0).reshape(2, 3),
-                                                            "mean": 1.5})
-  assert parallel.tree_digest(tree) != parallel.tree_digest({**tree, "mean": 1.25})
-  parallel.check_same_on_all_processes(tree, what="x")  # one process: nothing to compare
+  digest = np.frombuffer(bytes.fromhex(per_process.fingerprint(tree)), np.uint8)
+  other = np.frombuffer(bytes.fromhex(per_process.fingerprint({**tree, "mean": 2.0})), np.uint8)
+  per_process.assert_same_on_every_process(tree, what="x")  # one process: nothing to compare
   monkeypatch.setattr(jax, "process_count", lambda: 3)
-  other = np.frombuffer(parallel.tree_digest({**tree, "mean": 2.0}), np.uint8)
   monkeypatch.setattr(multihost_utils, "process_allgather",
                       lambda x: np.stack([digest, digest, digest]))
-  parallel.check_same_on_all_processes(tree, what="the mel statistics")
+  per_process.assert_same_on_every_process(tree, what="the log-mel statistics")
   monkeypatch.setattr(multihost_utils, "process_allgather",
                       lambda x: np.stack([digest, other, digest]))
-  with pytest.raises(MerjaxError, match=r"the mel statistics differ between processes: "
-                                        r"process 0 and process\(es\) 1 "):
-    parallel.check_same_on_all_processes(tree, what="the mel statistics")
+  with pytest.raises(MerjaxError, match=r"the log-mel statistics differs across processes "
+                                        r"\(processes \[1\] differ from process 0\)"):
+    per_process.assert_same_on_every_process(tree, what="the log-mel statistics")

@@ -139,7 +139,7 @@ def train_hybrid(data: StageData, *, config: Config, mel_mean: float, mel_std: f
   wrap_apply = None
   if data.cnn_waveforms is not None:
     online = data.cnn_waveforms.batches(batch_size=config.cnn.batch_size, seed=config.cnn.seed,
-                                        mesh=mesh)
+                                        mesh=mesh, device_memory_gb=device_memory_gb)
     wrap_apply = functools.partial(data.cnn_waveforms.front_end, mesh=mesh)
   fits["cnn"] = train_classifier(
       CNN(config.model), train={"inputs": cnn_train_mels, "label": cnn_train_labels},

@@ -12,7 +12,7 @@ import optax
 from flax import struct
 
 from merjax.config import TrainConfig
-from merjax.parallel import check_same_on_all_processes
+from merjax.data.per_process import assert_same_on_every_process
 
 
 class TrainState(struct.PyTreeNode):
@@ -127,7 +127,7 @@ def create_state(model, example_inputs: jax.Array, config: TrainConfig, *, rng: 
   tx = make_optimizer(config)
   params = variables["params"]
   # Every process initialises on its own: a multi-host run must start from one state.
-  check_same_on_all_processes(variables, what="the initial variables")
+  assert_same_on_every_process(variables, what="the initial variables")
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
                     apply_fn=_Apply(model), tx=tx)

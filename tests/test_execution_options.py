@@ -39,15 +39,18 @@ def _args(*argv):
 
 def test_train_options_reach_the_config():
   args = _args("train", "--dataset", "merge:audio_balanced", "--out", "m", "--batch-size",
-               "cnn=256", "--dtype", "bfloat16", "--cnn-impl", "plain")
+               "cnn=256", "--dtype", "bfloat16", "--cnn-impl", "plain", "--cnn-inputs",
+               "waveforms")
   config = config_from_args(args)
   table2 = paper_config("merge_audio_balanced")
   assert config.cnn.batch_size == 256
   assert (config.dnn.batch_size, config.fusion.batch_size) == (table2.dnn.batch_size,
                                                                table2.fusion.batch_size)
   assert (config.model.dtype, config.model.cnn_impl) == ("bfloat16", "plain")
+  assert config.augment.pipeline == "waveforms"
   defaults = config_from_args(_args("train", "--dataset", "merge:audio_balanced", "--out", "m"))
   assert defaults.model == table2.model and defaults.model.cnn_impl == "auto"
+  assert defaults.augment.pipeline == "auto"
   assert [defaults.stage(s).batch_size for s in ("cnn", "dnn", "fusion")] == [
       table2.stage(s).batch_size for s in ("cnn", "dnn", "fusion")]
 
@@ -95,3 +98,29 @@ def test_gpu_memory_variables_use_the_current_names_and_keep_the_users():
   assert environ == users
   with pytest.raises(ValueError, match="unknown memory setting 'pool'"):
     runtime.set_gpu_memory_defaults({}, pool="1")
+
+
+def test_a_model_trained_with_one_execution_setting_predicts_with_another(tmp_path):
+  import numpy as np
+
+  from merjax.config import Config
+  from merjax.inference.artefact import HybridModel
+  from merjax.inference.directory import load_model, save_model
+  from merjax.inputs import log_mels
+
+  config = Config()
+  config = config.replace(audio=config.audio.replace(clip_seconds=3.0),
+                          model=config.model.replace(cnn_impl="fast"))
+  rng = np.random.default_rng(0)
+  clips = (0.1 * rng.standard_normal((3, config.audio.clip_samples))).astype(np.float32)
+  save_model(HybridModel.initialise(config, waveforms=clips), tmp_path / "model")
+  mels = load_model(tmp_path / "model").normalise_mels(log_mels(clips, audio=config.audio))
+  logits = {}
+  for impl, dtype in (("fast", "float32"), ("plain", "float32"), ("plain", "bfloat16")):
+    model = load_model(tmp_path / "model", cnn_impl=impl, dtype=dtype)
+    assert (model.config.model.cnn_impl, model.config.model.dtype) == (impl, dtype)
+    logits[impl, dtype] = model.logits(mels=mels, which="cnn")
+  np.testing.assert_allclose(logits["plain", "float32"], logits["fast", "float32"], atol=1e-4)
+  np.testing.assert_allclose(logits["plain", "bfloat16"], logits["fast", "float32"], atol=0.1)
+  with pytest.raises(MerjaxError, match="cnn_impl must be one of"):
+    load_model(tmp_path / "model", cnn_impl="fastest")

@@ -61,6 +61,15 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
                      "number for all stages, or per stage as cnn=256,dnn=512,fusion=256 "
                      "(default: the dataset's Table 2 value per stage; on many devices it must "
                      "be a multiple of the device count)")
+  add_model_execution_arguments(group)
+  group.add_argument("--cnn-inputs", choices=("auto", "precomputed", "waveforms"), default=None,
+                     help="where the CNN's (augmented) log-mels are made: precomputed before "
+                     "training, or from the clips inside the jitted training step on the "
+                     "devices; auto: waveforms on accelerators, precomputed on CPU (default)")
+
+
+def add_model_execution_arguments(group) -> None:
+  """``--dtype`` and ``--cnn-impl``, which a trained model also takes when it predicts."""
   group.add_argument("--dtype", choices=DTYPES, default=None,
                      help="compute dtype; parameters, BatchNorm statistics and the loss stay "
                      "float32 (default: float32)")
@@ -205,7 +214,10 @@ def config_from_args(args):
     stages[name] = stages[name].replace(batch_size=batch_size)
   model_changes = {key: value for key in ("dtype", "cnn_impl")
                    if (value := getattr(args, key, None)) is not None}
-  config = config.replace(augment=config.augment.replace(mode=args.augment, seed=args.seed),
+  augment_changes = {"mode": args.augment, "seed": args.seed}
+  if getattr(args, "cnn_inputs", None) is not None:
+    augment_changes["pipeline"] = args.cnn_inputs
+  config = config.replace(augment=config.augment.replace(**augment_changes),
                           model=config.model.replace(**model_changes), seed=args.seed, **stages)
   from merjax.features.source import features_config
   return features_config(config, features=getattr(args, "features", None),

@@ -43,6 +43,10 @@ def register(subparsers) -> None:
   parser.add_argument("--batch-size", type=int, default=16,
                       help="windows per device batch (default: %(default)s)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  from merjax.commands._options import add_model_execution_arguments
+  add_model_execution_arguments(parser.add_argument_group(
+      "execution (default: the model's own; a model trained with one setting predicts with "
+      "another)"))
   parser.set_defaults(func=run)
 
 
@@ -64,6 +68,7 @@ def run(args) -> int:
                             segment=args.segment, hop_seconds=args.hop,
                             max_windows=args.max_windows, per_window=args.per_window,
                             workers=workers, batch_size=args.batch_size,
+                            cnn_impl=args.cnn_impl, dtype=args.dtype,
                             # lines on a terminal would tear the bar: it shows with --out or
                             # when stdout goes to a file or pipe
                             progress=not args.no_progress and (args.out is not None

@@ -63,11 +63,15 @@ def save_model(model: HybridModel, path: str | os.PathLike, *,
   return path
 
 
-def load_model(path: str | os.PathLike) -> HybridModel:
+def load_model(path: str | os.PathLike, *, cnn_impl: str | None = None,
+               dtype: str | None = None) -> HybridModel:
   """Reads a model directory written by :func:`save_model`.
 
   Args:
     path: the model directory.
+    cnn_impl: run the CNN with this implementation instead of the recorded one (``auto``,
+      ``fast``, ``plain``): the variables are the same.
+    dtype: compute in this dtype instead of the recorded one (``float32``, ``bfloat16``).
 
   Returns:
     The :class:`HybridModel`.
@@ -85,6 +89,13 @@ def load_model(path: str | os.PathLike) -> HybridModel:
   if missing:
     raise MerjaxError(f"{path} is not a merjax model directory (missing {', '.join(missing)})")
   config = config_from_dict(json.loads((path / "config.json").read_text()))
+  execution = {key: value for key, value in (("cnn_impl", cnn_impl), ("dtype", dtype))
+               if value is not None}
+  if execution:  # execution settings, not part of what was learned
+    try:
+      config = config.replace(model=config.model.replace(**execution))
+    except ValueError as error:
+      raise MerjaxError(str(error)) from None
   preprocessing = json.loads((path / "preprocessing.json").read_text())
   checkpointer = ocp.StandardCheckpointer()
   variables = {stage: checkpointer.restore(path / stage) for stage in _STAGES}

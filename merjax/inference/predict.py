@@ -494,7 +494,8 @@ def predict_library(inputs: Sequence[str | os.PathLike], *, model_dir: str | os.
                     segment: str = "windows", hop_seconds: float | None = None,
                     max_windows: int = DEFAULT_MAX_WINDOWS, per_window: bool = False,
                     workers: int = 1, batch_size: int = 16, progress: bool = False,
-                    on_prediction: Callable[[Prediction], Any] | None = None
+                    on_prediction: Callable[[Prediction], Any] | None = None,
+                    cnn_impl: str | None = None, dtype: str | None = None
                     ) -> LibrarySummary:
   """Predicts every song of files, folders and list files; resumes an interrupted ``out``.
 
@@ -506,6 +507,8 @@ def predict_library(inputs: Sequence[str | os.PathLike], *, model_dir: str | os.
       :func:`predict_songs`.
     progress: a progress bar (songs and songs/s) on stderr.
     on_prediction: called with each song's :class:`Prediction` as it is written.
+    cnn_impl, dtype: execution settings replacing the model's recorded ones (see
+      :func:`merjax.inference.directory.load_model`).
 
   Returns:
     The run's :class:`LibrarySummary`.
@@ -516,7 +519,7 @@ def predict_library(inputs: Sequence[str | os.PathLike], *, model_dir: str | os.
 
   check_options(which=which, segment=segment, hop_seconds=hop_seconds, max_windows=max_windows,
                 workers=workers, batch_size=batch_size)
-  model = load_model(model_dir)
+  model = load_model(model_dir, cnn_impl=cnn_impl, dtype=dtype)
   if which != "cnn":  # a model trained on a feature table cannot compute its features
     from merjax.features.source import features_record, require_audio_features
     require_audio_features(features_record(model.config))

@@ -9,9 +9,10 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from merjax import runtime
+from merjax.parallel import platform as runtime
 
 # Before any JAX computation creates the backend (XLA reads XLA_FLAGS once).
 runtime.apply_xla_cpu_defaults()

@@ -178,7 +178,7 @@ def _clips(n: int, seconds: float):
 def _waveform_source(clips, augment_mode: str = "offline"):
   import numpy as np
 
-  from merjax.augmentation import WaveformTraining
+  from merjax.batches.augmented import WaveformTraining
   from merjax.config import AudioConfig, AugmentConfig
   audio = AudioConfig(clip_seconds=clips.shape[1] / 16000)
   return WaveformTraining(waveforms=clips, labels=(np.arange(len(clips)) % 4).astype(np.int32),
@@ -306,9 +306,9 @@ def fit_epoch_rows(*, clips: int, batch: int, seconds: float) -> list[dict]:
 
   import jax
 
-  from merjax.augmentation import offline_training_set
+  from merjax.batches.augmented import offline_training_set
   from merjax.config import TrainConfig
-  from merjax.inputs import log_mels
+  from merjax.inputs.log_mel import log_mels
   from merjax.train import stages, train_classifier
   source = _waveform_source(_clips(clips, seconds))
   train_mels = (log_mels(source.waveforms, audio=source.audio) - source.mel_mean) / source.mel_std
@@ -388,7 +388,7 @@ def main() -> None:
   args.frames = args.frames or (1 + int(seconds * 16000) // 512)
 
   import jax
-  if getattr(args, "prng_child"):  # --quick: float32 only, to stay within a few CPU minutes
+  if args.prng_child:  # --quick: float32 only, to stay within a few CPU minutes
     rows = cnn_step_rows(batches=args.batch, steps=args.steps, frames=args.frames,
                          prng="unsafe_rbg", dtypes=("float32",) if quick else
                          ("float32", "bfloat16"))

@@ -18,9 +18,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import emit, parser, row, time_call  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _common import emit, parser, row, time_call  # noqa: E402
 
 
 def _reference_features(y: np.ndarray, sr: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 POOLS = ((2, 2), (2, 2), (3, 2), (3, 2))  # (time, mel)
 

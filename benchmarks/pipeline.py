@@ -84,8 +84,8 @@ def bench_decode(tmp: str, *, mp3: list[str], wav: list[str], repeats: int) -> l
 def bench_batches(tmp: str, *, mp3: list[str], clips: int, batch_size: int, epochs: int,
                   repeats: int) -> list[dict]:
   from merjax.audio.io import fix_length
-  from merjax.data.memory import DeviceBatches
-  from merjax.data.pipeline import Loader, pcm_to_float
+  from merjax.batches.loader import Loader, pcm_to_float
+  from merjax.batches.split import DeviceBatches
   from merjax.data.prepare import prepare
   from merjax.data.store import open_prepared
 

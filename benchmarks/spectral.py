@@ -9,7 +9,6 @@ from __future__ import annotations
 import jax
 import librosa
 import numpy as np
-
 from _common import emit, parser, row, time_call
 
 SAMPLE_RATE = 16000

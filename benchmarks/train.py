@@ -29,7 +29,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from _common import emit, parser, row
 
@@ -174,7 +175,6 @@ def _keras_fusion_runner(*, batch: int, steps: int) -> Callable[[], float]:
 def _keras_usable() -> bool:
   """Keras is a fair reference when installed and our backend is the CPU it runs on."""
   import jax
-
   import keras_cnn
   return keras_cnn.available() and jax.default_backend() == "cpu"
 
@@ -207,7 +207,6 @@ def _child_results(args, devices: int, *, keras: bool) -> dict[str, Any] | None:
 def _worker(args, common: dict[str, Any]) -> dict[str, Any] | None:
   """The child's measurement on ``--worker-devices`` devices of its default backend."""
   import jax
-
   from _common import machine_info
   backend = jax.default_backend()
   if jax.device_count() < args.worker_devices:

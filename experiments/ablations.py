@@ -33,8 +33,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -132,14 +133,14 @@ def run_cell(cell: Cell, seed: int, *, prepare: Callable[[Config], Any],
   Args:
     cell: the grid cell.
     seed: the repetition's seed (see :func:`with_seed`).
-    prepare: ``config -> PreparedInputs`` (:func:`merjax.workflow.prepare_inputs`).
+    prepare: ``config -> PreparedInputs`` (:func:`merjax.inputs.prepare.prepare_inputs`).
     log: progress sink.
 
   Returns:
     One record per model: cell, seed, model, test F1 / accuracy / precision / recall and the
     repetition's training time.
   """
-  from merjax.evaluate import classification_metrics
+  from merjax.metrics.classification import classification_metrics
   from merjax.train.finetune import finetune_hybrid
   from merjax.train.stages import train_hybrid
 
@@ -254,7 +255,7 @@ def run(cells: Sequence[Cell], *, seeds: Sequence[int], dataset: str, out: Path,
   done = {(r["cell"], r["seed"]) for r in runs}
   from tqdm import tqdm
   todo = [(cell, seed) for cell in cells for seed in seeds if (cell.key, seed) not in done]
-  from merjax.workflow import prepare_inputs
+  from merjax.inputs.prepare import prepare_inputs
   unaugmented = {}  # the inputs without augmentation do not depend on the seed: made once
 
   def prepare(config: Config):

@@ -23,8 +23,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from merjax.config import PAPER_DATASETS, STAGES, Config, paper_config, paper_hparams
 
@@ -116,7 +117,7 @@ def results_comparison(rows: dict[str, dict], *, reference: dict[str, str]) -> s
 
 def write_dataset_report(dataset: str, outcome, out: Path, *, reference: str) -> dict:
   """Writes ``paper_comparison.md`` and ``confusion_vs_paper.png`` for one dataset."""
-  from merjax.evaluate import confusion_table, plot_confusion
+  from merjax.metrics.classification import confusion_table, plot_confusion
 
   ours = outcome.test["hybrid"]
   f1, precision, recall = PAPER_TABLE3[reference]

@@ -79,7 +79,7 @@ class AugmentConfig(_Replaceable):
   max_rate: float = 1.5
   max_gain_db: float = 10.0
   seed: int = 0
-  # Where the CNN's inputs are made (same results up to float rounding; merjax.augmentation).
+  # Where the CNN's inputs are made (same results up to float rounding; merjax.batches.augmented).
   pipeline: Literal["auto", "precomputed", "waveforms"] = "auto"
   # Pitch shift's resampler: fft (exact, CPU), sinc (accelerators, ~1.5e-3 apart), auto.
   resampler: Literal["auto", "fft", "sinc"] = "auto"
@@ -148,7 +148,7 @@ class ModelConfig(_Replaceable):
   fusion_dropout: float = 0.3
   # Execution settings (a model trained with one value loads and predicts with another).
   # CNN blocks: "fast" fuses each block into one op with an analytic backward pass
-  # (merjax.models.fused, measured faster on CPU only); "plain" composes Flax's layers;
+  # (merjax.models.kernels.fused, measured faster on CPU only); "plain" composes Flax's layers;
   # "auto" picks per backend at trace time (resolve_cnn_impl).
   cnn_impl: Literal["auto", "fast", "plain"] = "auto"
   # Compute dtype; params and BatchNorm statistics stay float32.

@@ -178,7 +178,7 @@ def devices(args) -> dict:
 
 def parallel_batches(split, *, mesh):
   from merjax import parallel
-  from merjax.data.memory import DeviceBatches
+  from merjax.batches.split import DeviceBatches
   size = 16 if mesh is None else parallel.round_up(16, parallel.data_size(mesh))
   return DeviceBatches(split, batch_size=size, shuffle=False, mesh=mesh).epoch()
 
@@ -198,8 +198,8 @@ def multihost(args) -> dict:
   _join(args)
   import jax
 
+  from merjax.batches.split import HostBatches
   from merjax.config import ModelConfig, TrainConfig
-  from merjax.data.memory import HostBatches
   from merjax.models import DNN
   from merjax.train import create_state, fit, train_classifier
 
@@ -271,8 +271,8 @@ def pipeline(args) -> dict:
   import numpy as np
 
   from merjax import parallel
+  from merjax.batches.split import DeviceBatches, StreamedBatches, split_batches
   from merjax.config import ModelConfig, TrainConfig
-  from merjax.data.memory import DeviceBatches, StreamedBatches, split_batches
   from merjax.models import DNN
   from merjax.train import create_state, fit, train_classifier
 
@@ -347,8 +347,8 @@ def pipeline_multihost(args) -> dict:
   import numpy as np
   from jax.experimental import multihost_utils
 
-  from merjax.data import per_process
-  from merjax.data.memory import DeviceBatches, StreamedBatches
+  from merjax.batches.split import DeviceBatches, StreamedBatches
+  from merjax.parallel import per_process
 
   mesh = parallel.make_data_mesh()
   x, y = _blobs(30, 6, seed=7)  # 30 examples, global batches of 8: the last one padded

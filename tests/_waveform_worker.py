@@ -25,8 +25,8 @@ def main() -> None:
   args = parser.parse_args()
   import jax
   import numpy as np
-
   import test_waveform_training as t
+
   from merjax import parallel
 
   assert jax.device_count() == 8, jax.devices()

@@ -265,6 +265,7 @@ def test_scipy_resample_convention_matches():
 
 def test_augment_preview_command(tmp_path, capsys):
   import soundfile
+
   from merjax.cli import main
 
   wav = tmp_path / "song.wav"

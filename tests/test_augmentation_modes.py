@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from merjax.augmentation import OnlineAugmentedBatches, offline_training_set
+from merjax.batches.augmented import OnlineAugmentedBatches, offline_training_set
 from merjax.config import AudioConfig, AugmentConfig
-from merjax.inputs import log_mels
+from merjax.inputs.log_mel import log_mels
 
 AUDIO = AudioConfig(clip_seconds=3.0)
 

@@ -12,10 +12,10 @@ import sys
 import time
 import zipfile
 
+import _fixtures as fx
 import numpy as np
 import pytest
 
-import _fixtures as fx
 from merjax.cli import main
 from merjax.errors import MerjaxError
 
@@ -102,6 +102,7 @@ def test_decoding_does_not_depend_on_ffmpeg_on_path(tmp_path):
 def test_decoding_never_runs_a_program_or_audioread(tmp_path, monkeypatch):
   """No subprocess and no audioread backend is ever asked, so nothing installed can matter."""
   import builtins
+
   from merjax.audio.io import decode
 
   corrupt = _corrupt_mp3(str(tmp_path))
@@ -174,9 +175,10 @@ def test_strict_prepare_names_every_problem_at_once(merge_release, tmp_path, cap
 
 
 def test_store_records_its_decoder(merge_release, tmp_path, capsys):
+  import soundfile
+
   from merjax.audio.io import decoder_info
   from merjax.data.store import open_prepared
-  import soundfile
 
   data_dir = str(tmp_path / "data")
   assert main(["prepare", "merge", "--subset", "audio_balanced", "--manual-dir", merge_release,
@@ -272,7 +274,7 @@ def test_an_output_under_a_file_is_refused(tmp_path, capsys):
 
 
 def test_atomic_directory_leaves_nothing_half_written(tmp_path):
-  from merjax._fs import atomic_directory
+  from merjax.parallel.files import atomic_directory
 
   target = tmp_path / "model"
   with pytest.raises(KeyboardInterrupt):

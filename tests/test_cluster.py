@@ -11,6 +11,7 @@ from jax._src.clusters import ClusterEnv, cloud_tpu_cluster
 
 from merjax import parallel
 from merjax.errors import MerjaxError
+from merjax.parallel import cluster
 
 _CLUSTER_VARIABLES = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
                       "SLURM_LOCALID", "OMPI_MCA_orte_hnp_uri", "TPU_WORKER_HOSTNAMES",
@@ -25,7 +26,7 @@ def calls(monkeypatch):
   """No launcher in the environment; records the calls of jax.distributed.initialize."""
   for name in _CLUSTER_VARIABLES:
     monkeypatch.delenv(name, raising=False)
-  monkeypatch.setattr(parallel, "_initialized", False)
+  monkeypatch.setattr(cluster, "_initialized", False)
   recorded = []
   monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: recorded.append(kwargs))
   return recorded
@@ -129,7 +130,7 @@ def test_auto_false_never_detects(calls, monkeypatch):
 def test_replicated_values_are_checked_equal_across_processes(monkeypatch):
   from jax.experimental import multihost_utils
 
-  from merjax.data import per_process
+  from merjax.parallel import per_process
 
   tree = {"w": np.arange(6.0).reshape(2, 3), "mean": 1.5}
   digest = np.frombuffer(bytes.fromhex(per_process.fingerprint(tree)), np.uint8)

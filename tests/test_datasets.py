@@ -4,9 +4,9 @@ import csv
 import os
 import shutil
 
+import _fixtures as fx
 import pytest
 
-import _fixtures as fx
 from merjax.data._index import split_file_name
 from merjax.data.folder import read_folder
 from merjax.data.fourqaed import read_fourqaed

@@ -59,7 +59,7 @@ DEMO_SEED0_F1 = {"cnn": 0.7840, "dnn": 0.7682, "hybrid": 0.8160}
 
 @pytest.mark.slow  # the default demo: about 2 minutes of CPU time
 def test_default_demo_metrics_for_seed_0_are_pinned(tmp_path):
-  from merjax.demo import run_demo
+  from merjax.runs.demo import run_demo
   results = run_demo(out_dir=tmp_path / "demo", seed=0, log=lambda line: None)
   for name, f1 in DEMO_SEED0_F1.items():
     assert results[name]["f1"] == pytest.approx(f1, abs=0.04), name  # about two test clips

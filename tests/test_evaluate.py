@@ -5,7 +5,7 @@ import json
 import numpy as np
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from merjax.evaluate import classification_metrics, write_report
+from merjax.metrics.classification import classification_metrics, write_report
 
 
 def test_metrics_match_sklearn_weighted_and_hand_values():

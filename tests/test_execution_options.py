@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from merjax import runtime
 from merjax.cli import build_parser
 from merjax.commands._options import config_from_args, parse_batch_sizes
 from merjax.commands.tune import tune_config_from_args
 from merjax.config import paper_config, resolve_cnn_impl
 from merjax.errors import MerjaxError
+from merjax.parallel import platform as runtime
 from merjax.tune.search import stage_search_config
 from merjax.tune.space import SearchSpace
 
@@ -106,7 +106,7 @@ def test_a_model_trained_with_one_execution_setting_predicts_with_another(tmp_pa
   from merjax.config import Config
   from merjax.inference.artefact import HybridModel
   from merjax.inference.directory import load_model, save_model
-  from merjax.inputs import log_mels
+  from merjax.inputs.log_mel import log_mels
 
   config = Config()
   config = config.replace(audio=config.audio.replace(clip_seconds=3.0),

@@ -1,4 +1,4 @@
-"""The fast CNN path (merjax.models.dropout, conv, fused) equals Flax's layers.
+"""The fast CNN path (merjax.models.kernels.dropout, conv, fused) equals Flax's layers.
 
 Each fast op is compared with the plain computation it replaces, in values and gradients:
 the Threefry bits and dropout masks bit for bit, the convolution and the fused
@@ -15,7 +15,8 @@ from flax import linen as nn
 from jax import lax
 
 from merjax.config import ModelConfig
-from merjax.models import CNN, conv, dropout, fused
+from merjax.models import CNN
+from merjax.models.kernels import conv, dropout, fused
 from merjax.models.layers import max_pool
 
 

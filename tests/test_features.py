@@ -7,10 +7,15 @@ import re
 import numpy as np
 import pytest
 
-from merjax.features import (BACKENDS, extract_features, feature_manifest, feature_names,
-                             write_manifest)
-from merjax.features import builtin
 from merjax.errors import MerjaxError
+from merjax.features import (
+  BACKENDS,
+  builtin,
+  extract_features,
+  feature_manifest,
+  feature_names,
+  write_manifest,
+)
 
 SR = 16000
 

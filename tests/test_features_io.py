@@ -7,9 +7,16 @@ import pytest
 
 from merjax import cli
 from merjax.errors import MerjaxError
-from merjax.features import (FeatureSet, backend_key, cache_directory, extract_cached,
-                             extract_features, feature_names, read_feature_table,
-                             table_features)
+from merjax.features import (
+  FeatureSet,
+  backend_key,
+  cache_directory,
+  extract_cached,
+  extract_features,
+  feature_names,
+  read_feature_table,
+  table_features,
+)
 from merjax.features.datasets import dataset_features
 
 # -- table import -----------------------------------------------------------------------------
@@ -182,6 +189,7 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, message):
 
 def test_cli_reads_a_prepared_store(tmp_path, capsys):
   import soundfile as sf
+
   from merjax.data.synthetic import clip
   for q in range(4):
     (tmp_path / "songs" / f"Q{q + 1}").mkdir(parents=True)

@@ -5,10 +5,10 @@ evaluate, and the clear errors around it."""
 import csv
 import json
 
+import _fixtures as fx
 import numpy as np
 import pytest
 
-import _fixtures as fx
 from merjax.cli import main
 from merjax.errors import MerjaxError
 
@@ -87,7 +87,7 @@ def _flatten(tree, prefix=""):
 def test_the_dnn_inputs_are_the_tables_rows_after_the_fitted_preprocessing(setup):
   from merjax.features import read_feature_table
   from merjax.inference.directory import load_model
-  from merjax.workflow import model_inputs
+  from merjax.inputs.prepare import model_inputs
 
   model = load_model(setup["model"])
   store = setup["store"]
@@ -159,6 +159,7 @@ def test_bad_feature_options_are_one_line_errors(setup, tmp_path, capsys):
 @pytest.mark.slow
 def test_a_changed_table_is_noticed(setup, tmp_path, capsys):
   import shutil
+
   from merjax.features.source import table_inputs, table_record
   copy = tmp_path / "copy.csv"
   shutil.copy(setup["table"], copy)
@@ -196,8 +197,8 @@ def test_the_experiments_take_the_feature_options(tmp_path, capsys):
     ablations.main(["--quick", "--table", str(tmp_path / "t.csv"), "--out", str(tmp_path / "a")])
   table = tmp_path / "t.csv"
   _write_table(table, ["SYN-Q1-0000"], [0])
-  from merjax.features.source import features_config
   from merjax.config import Config
+  from merjax.features.source import features_config
   config = features_config(Config(), features="table", table=table)
   assert config.features_backend == "table" and config.features_table["columns"] == N_COLUMNS
 

@@ -37,9 +37,10 @@ def test_table2_all_twelve_values():
 
 
 def _steps(optimizer: str, rate: float, params, grads):
+  import optax
+
   from merjax.config import TrainConfig
   from merjax.train.state import make_optimizer
-  import optax
   tx = make_optimizer(TrainConfig(optimizer=optimizer, learning_rate=rate))
   params = jnp.asarray(params, jnp.float32)
   state = tx.init(params)
@@ -73,8 +74,8 @@ def test_adam_is_keras_adam_with_epsilon_1e_7():
 def augmented(tmp_path_factory):
   """A tiny synthetic run with the paper's offline augmentation (power shift only: cheap, and
   it moves the dB level, so augmented clips in the statistics would show)."""
-  from merjax.demo import demo_config
-  from merjax.workflow import prepare_inputs
+  from merjax.inputs.prepare import prepare_inputs
+  from merjax.runs.demo import demo_config
 
   config = demo_config(seconds=3.0, seed=0, max_epochs=1)
   config = config.replace(augment=config.augment.replace(mode="offline",
@@ -88,7 +89,7 @@ def augmented(tmp_path_factory):
 def test_mel_statistics_come_from_the_original_training_clips_only(augmented):
   from merjax.data.splits import stratified_split
   from merjax.data.synthetic import generate
-  from merjax.inputs import log_mels, mel_statistics
+  from merjax.inputs.log_mel import log_mels, mel_statistics
 
   config, inputs = augmented
   data = generate(clips_per_quadrant=5, seconds=3.0, seed=0)

@@ -6,18 +6,17 @@ device count and the process layout are fixed when jax starts.
 
 import json
 
+import _parallel_worker as worker
 import jax
 import numpy as np
 import pytest
 
-import _parallel_worker as worker
 from merjax import parallel
+from merjax.batches.loader import GlobalBatchSampler, Loader
+from merjax.batches.split import DeviceBatches, StreamedBatches, memory_budget, split_batches
 from merjax.commands._options import add_device_memory_argument
-from merjax.data import per_process
-from merjax.data.memory import (DeviceBatches, StreamedBatches, memory_budget,
-                                split_batches)
-from merjax.data.pipeline import GlobalBatchSampler, Loader
 from merjax.errors import MerjaxError
+from merjax.parallel import per_process
 
 
 def _arrays(n=23, d=3):

@@ -6,8 +6,8 @@ import warnings
 import librosa
 import numpy as np
 import pytest
-
 from _fixtures import write_clip
+
 from merjax.audio.io import decode, from_pcm16, load_audio, to_pcm16
 from merjax.errors import MerjaxError
 

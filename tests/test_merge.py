@@ -5,9 +5,9 @@ import math
 import os
 import shutil
 
+import _fixtures as fx
 import pytest
 
-import _fixtures as fx
 from merjax.data.merge import read_merge, split_file
 from merjax.errors import MerjaxError
 

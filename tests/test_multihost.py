@@ -2,10 +2,9 @@
 
 import json
 
+import _parallel_worker as worker
 import numpy as np
 import pytest
-
-import _parallel_worker as worker
 
 
 @pytest.mark.slow

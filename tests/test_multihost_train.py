@@ -10,10 +10,9 @@ import os
 import subprocess
 import sys
 
+import _parallel_worker as worker
 import numpy as np
 import pytest
-
-import _parallel_worker as worker
 from _fixtures import write_clip
 
 TRAIN = ["train", "--dataset", "synthetic", "--clips-per-quadrant", "6", "--seconds", "3",

@@ -6,15 +6,15 @@ device count is fixed when jax starts, and the other tests expect one device.
 
 import json
 
+import _parallel_worker as worker
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import _parallel_worker as worker
 from merjax import parallel
+from merjax.batches.split import DeviceBatches, HostBatches
 from merjax.config import ModelConfig, TrainConfig
-from merjax.data.memory import DeviceBatches, HostBatches
 from merjax.errors import MerjaxError
 from merjax.models import CNN, DNN
 from merjax.train import create_state, train_classifier

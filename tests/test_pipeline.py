@@ -3,15 +3,15 @@
 import os
 import threading
 
+import _fixtures as fx
 import jax
 import numpy as np
 import pytest
 from grain.sharding import ShardOptions
 
-import _fixtures as fx
 from merjax.audio.io import from_pcm16
-from merjax.data.memory import DeviceBatches
-from merjax.data.pipeline import Loader, Sampler, pcm_to_float
+from merjax.batches.loader import Loader, Sampler, pcm_to_float
+from merjax.batches.split import DeviceBatches
 from merjax.data.prepare import prepare
 from merjax.data.store import open_prepared
 from merjax.errors import MerjaxError
@@ -195,8 +195,8 @@ jax.config.update("jax_num_cpu_devices", 4)
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from merjax import parallel
-from merjax.data.memory import DeviceBatches
-from merjax.data.pipeline import Loader
+from merjax.batches.split import DeviceBatches
+from merjax.batches.loader import Loader
 
 arrays = {"inputs": np.arange(30 * 2, dtype=np.float32).reshape(30, 2), "label": np.arange(30) % 4}
 mesh = parallel.make_data_mesh(devices=4)

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-
 from _fixtures import write_clip
+
 from merjax.cli import main
 
 CLIP = 3.0

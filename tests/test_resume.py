@@ -3,13 +3,13 @@
 import json
 import signal
 
+import _parallel_worker as worker
 import jax
 import numpy as np
 import pytest
 
-import _parallel_worker as worker
+from merjax.batches.split import DeviceBatches
 from merjax.config import ModelConfig, TrainConfig
-from merjax.data.memory import DeviceBatches
 from merjax.errors import MerjaxError
 from merjax.models import DNN
 from merjax.train import create_state, fit

@@ -20,9 +20,9 @@ def model_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_model_directory_roundtrip_gives_identical_logits(model_dir):
-  from merjax.inference.directory import load_model
   from merjax.data.synthetic import generate
-  from merjax.workflow import model_inputs
+  from merjax.inference.directory import load_model
+  from merjax.inputs.prepare import model_inputs
 
   model = load_model(model_dir)
   assert model.config.audio.clip_seconds == 3.0 and model.config.augment.mode == "offline"

@@ -1,9 +1,9 @@
-"""merjax.runtime: XLA defaults for the host, applied without overriding the user's flags."""
+"""merjax.parallel.platform: XLA defaults for the host, applied without overriding the user's flags."""
 
 import subprocess
 import sys
 
-from merjax import runtime
+from merjax.parallel import platform as runtime
 
 FLAG = "--xla_cpu_prefer_vector_width=512"
 
@@ -39,7 +39,7 @@ def test_defaults_are_appended_once_and_never_override_the_user():
 
 def test_the_flag_is_one_this_xla_accepts():
   # XLA aborts on an unknown flag in XLA_FLAGS: run a computation with the default applied.
-  code = ("import os; from merjax import runtime; "
+  code = ("import os; from merjax.parallel import platform as runtime; "
           "runtime.apply_xla_cpu_defaults(avx512=True); "
           "import jax.numpy as jnp; print(float(jnp.arange(4.0).sum()), os.environ['XLA_FLAGS'])")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

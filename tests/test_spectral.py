@@ -6,8 +6,15 @@ import librosa
 import numpy as np
 import pytest
 
-from merjax.audio import spectral
-from merjax.audio import log_mel, mel_filterbank, mel_frames, mel_spectrogram, power_to_db, stft
+from merjax.audio import (
+  log_mel,
+  mel_filterbank,
+  mel_frames,
+  mel_spectrogram,
+  power_to_db,
+  spectral,
+  stft,
+)
 from merjax.errors import MerjaxError
 
 SR = 16000

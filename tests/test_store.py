@@ -7,11 +7,11 @@ import subprocess
 import sys
 import warnings
 
+import _fixtures as fx
 import librosa
 import numpy as np
 import pytest
 
-import _fixtures as fx
 from merjax.audio.io import fix_length
 from merjax.data import prepare as prepare_module
 from merjax.data.merge import read_merge
@@ -122,6 +122,7 @@ def test_store_matches_the_release_and_librosa(prepared, merge_zip, tmp_path):
 
 def test_store_is_a_tfds_array_record_dataset_readable_without_tensorflow(prepared):
   import tensorflow_datasets as tfds
+
   from merjax.data.tfds_merge import Merge  # registers the builder
 
   _, data_dir = prepared

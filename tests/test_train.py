@@ -7,8 +7,14 @@ import pytest
 
 from merjax.config import Config, ModelConfig, TrainConfig
 from merjax.models import CNN, DNN
-from merjax.train import (EarlyStopping, StageData, TrainingDivergedError, create_state,
-                          train_classifier, train_hybrid)
+from merjax.train import (
+  EarlyStopping,
+  StageData,
+  TrainingDivergedError,
+  create_state,
+  train_classifier,
+  train_hybrid,
+)
 from merjax.train.steps import jit_eval_step, jit_train_step
 
 

@@ -27,8 +27,16 @@ from merjax.cli import main  # noqa: E402
 from merjax.config import ModelConfig, TrainConfig, TuneConfig, paper_config  # noqa: E402
 from merjax.errors import MerjaxError  # noqa: E402
 from merjax.train.stopping import EarlyStopping  # noqa: E402
-from merjax.tune import (GPSearcher, PaperStopper, SearchSpace, StageSearch,  # noqa: E402
-                         make_searcher, ray_session, tune_dataset, tune_stage)
+from merjax.tune import (  # noqa: E402
+  GPSearcher,
+  PaperStopper,
+  SearchSpace,
+  StageSearch,
+  make_searcher,
+  ray_session,
+  tune_dataset,
+  tune_stage,
+)
 
 LOWER_END = {"optimizer": "sgd", "learning_rate": 1e-6, "batch_size": 16}
 TESTS = Path(__file__).parent
@@ -226,11 +234,15 @@ def test_a_trial_resumed_from_its_checkpoint_repeats_the_run_exactly(tmp_path):
   import jax
   import jax.numpy as jnp
 
-  from merjax.data.memory import DeviceBatches
+  from merjax.batches.split import DeviceBatches
   from merjax.models import DNN
   from merjax.train import create_state, fit
-  from merjax.tune.checkpoint import (load_variables, read_trial_meta, restore_trial_checkpoint,
-                                      save_trial_checkpoint)
+  from merjax.tune.checkpoint import (
+    load_variables,
+    read_trial_meta,
+    restore_trial_checkpoint,
+    save_trial_checkpoint,
+  )
 
   data = _blob_stage(256)
   config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, max_epochs=6,

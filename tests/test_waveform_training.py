@@ -1,20 +1,23 @@
 """The ``waveforms`` pipeline: clips in, augmentation + log-mel + z-normalisation inside the
-CNN's jitted step, equal to the precomputed pipeline (merjax.augmentation)."""
+CNN's jitted step, equal to the precomputed pipeline (merjax.batches.augmented)."""
 
 import contextlib
 import functools
 
+import _parallel_worker as worker
 import jax
 import numpy as np
 import pytest
 
-import _parallel_worker as worker
-from merjax import augmentation
-from merjax.augmentation import (WaveformBatches, WaveformFrontEnd, WaveformTraining,
-                                 offline_training_set)
+from merjax.batches import augmented as augmentation
+from merjax.batches.augmented import (
+  WaveformBatches,
+  WaveformFrontEnd,
+  WaveformTraining,
+  offline_training_set,
+)
 from merjax.config import AudioConfig, AugmentConfig, ModelConfig, TrainConfig
-from merjax.data.memory import DeviceBatches
-from merjax.inputs import log_mels
+from merjax.inputs.log_mel import log_mels
 from merjax.models import CNN
 
 AUDIO = AudioConfig(clip_seconds=1.0)
@@ -47,7 +50,7 @@ def waveform_set(waveforms, labels, *, mesh=None, epoch=0, augment=OFFLINE):
   return np.stack([rows[i] for i in range(len(rows))])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _front_end(augment, mesh):
   """The training step's input computation alone, jitted."""
   return jax.jit(WaveformFrontEnd(apply=None, audio=AUDIO, augment=augment, mel_mean=MEL_MEAN,

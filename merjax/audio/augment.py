@@ -448,7 +448,7 @@ def time_stretch(waveforms: jax.Array, rates: Any, *, n_fft: int = 2048,
 # ----------------------------------------------------------------------------- pitch shift
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _smooth_size(n: int) -> int:
   """The smallest 2**a 3**b 5**c >= n with c <= 1 (XLA's CPU FFT is slow on powers of 5)."""
   best = 1 << (n - 1).bit_length()

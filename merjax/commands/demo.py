@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-  from merjax.demo import DEFAULT_CLIPS_PER_QUADRANT, DEFAULT_SECONDS
+  from merjax.runs.demo import DEFAULT_CLIPS_PER_QUADRANT, DEFAULT_SECONDS
   parser = subparsers.add_parser(
       "demo", help="run the whole hybrid method on generated synthetic quadrant data",
       description="Generate a synthetic four-quadrant dataset, split it 70-15-15, extract "
@@ -25,8 +25,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-  from merjax._fs import check_writable
-  from merjax.demo import run_demo
+  from merjax.parallel.files import check_writable
+  from merjax.runs.demo import run_demo
   check_writable(args.out, what="--out")
   run_demo(out_dir=args.out, clips_per_quadrant=args.clips_per_quadrant, seconds=args.seconds,
            seed=args.seed, max_epochs=args.max_epochs)

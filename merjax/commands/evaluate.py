@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-  from merjax.runs import evaluate_model
+  from merjax.runs.dataset import evaluate_model
   evaluate_model(args.model, args.dataset, data_dir=args.data_dir, split=args.split,
                  out=args.out, workers=args.workers, features=args.features, table=args.table,
                  id_column=args.id_column)

@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
   import numpy as np
 
-  from merjax._fs import check_writable
   from merjax.errors import MerjaxError
   from merjax.features import write_manifest
   from merjax.features.datasets import dataset_features
+  from merjax.parallel.files import check_writable
 
   if args.dataset is None and args.manifest is None:
     raise MerjaxError("give --dataset (features to extract or import) and/or --manifest FILE")

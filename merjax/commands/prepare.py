@@ -72,9 +72,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from merjax._fs import check_writable
   from merjax.data.prepare import prepare
   from merjax.data.store import default_data_dir
+  from merjax.parallel.files import check_writable
 
   check_writable(args.data_dir or default_data_dir(), what="--data-dir")
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import (add_dataset_arguments, add_device_memory_argument,
-                                      add_execution_arguments, add_feature_arguments,
-                                      add_training_arguments)
+from merjax.commands._options import (
+  add_dataset_arguments,
+  add_device_memory_argument,
+  add_execution_arguments,
+  add_feature_arguments,
+  add_training_arguments,
+)
 
 
 def register(subparsers) -> None:
@@ -29,10 +33,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-  from merjax._fs import check_writable
   from merjax.commands._options import check_dataset, check_devices, config_from_args
   from merjax.parallel import initialize_from_args
-  from merjax.runs import train_model
+  from merjax.parallel.files import check_writable
+  from merjax.runs.dataset import train_model
   config = config_from_args(args)
   check_dataset(args)
   check_writable(args.out, what="--out")

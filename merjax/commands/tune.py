@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from merjax.commands._options import (add_dataset_arguments, add_execution_arguments,
-                                      add_feature_arguments)
+from merjax.commands._options import (
+  add_dataset_arguments,
+  add_execution_arguments,
+  add_feature_arguments,
+)
 
 
 def register(subparsers) -> None:
@@ -94,9 +97,9 @@ def run(args) -> int:
   import jax
 
   from merjax import parallel
-  from merjax._fs import check_writable
   from merjax.commands._options import check_dataset
   from merjax.config import STAGES
+  from merjax.parallel.files import check_writable
   from merjax.tune.run import tune_dataset
 
   config = tune_config_from_args(args)

@@ -13,7 +13,7 @@ import math
 import os
 import posixpath
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

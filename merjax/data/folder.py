@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Sequence
+from collections.abc import Sequence
 
 from merjax.audio.io import AUDIO_EXTENSIONS
 from merjax.config import QUADRANTS
-from merjax.data._index import (Entry, Problem, Song, SongTable, drawn_splits,
-                                duplicate_problems, parse_csv, parse_quadrant)
+from merjax.data._index import (
+  Entry,
+  Problem,
+  Song,
+  SongTable,
+  drawn_splits,
+  duplicate_problems,
+  parse_csv,
+  parse_quadrant,
+)
 from merjax.data._tree import AudioRef, Tree
 from merjax.data.splits import SPLITS
 from merjax.errors import MerjaxError

@@ -18,8 +18,16 @@ from __future__ import annotations
 
 import os
 
-from merjax.data._index import (Entry, SongTable, audio_by_stem, drawn_splits,
-                                duplicate_problems, match_audio, parse_quadrant, read_csv)
+from merjax.data._index import (
+  Entry,
+  SongTable,
+  audio_by_stem,
+  drawn_splits,
+  duplicate_problems,
+  match_audio,
+  parse_quadrant,
+  read_csv,
+)
 from merjax.data._tree import locate
 
 ANNOTATIONS = "panda_dataset_taffc_annotations.csv"

@@ -28,8 +28,16 @@ from __future__ import annotations
 import math
 import os
 
-from merjax.data._index import (Entry, Problem, SongTable, audio_by_stem, match_audio,
-                                parse_float, parse_quadrant, read_csv)
+from merjax.data._index import (
+  Entry,
+  Problem,
+  SongTable,
+  audio_by_stem,
+  match_audio,
+  parse_float,
+  parse_quadrant,
+  read_csv,
+)
 from merjax.data._tree import locate
 from merjax.data.splits import SPLITS
 from merjax.errors import MerjaxError

@@ -16,7 +16,7 @@ import math
 import multiprocessing
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

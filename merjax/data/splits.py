@@ -6,7 +6,7 @@ same names so that they compare directly with the released ``tvt_dataframes``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

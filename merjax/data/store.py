@@ -20,7 +20,7 @@ import json
 import os
 import re
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -113,6 +113,7 @@ def parse_dataset(dataset: str) -> DatasetSpec:
 def make_builder(spec: DatasetSpec, *, data_dir: str | os.PathLike, **kwargs):
   """The TFDS builder that prepares ``spec`` (kwargs go to :class:`ClipsBuilder`)."""
   import tensorflow_datasets as tfds
+
   from merjax.data import _builder
 
   data_dir = os.fspath(data_dir)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import librosa
 import numpy as np
@@ -59,7 +59,7 @@ class Descriptor:
   stats: tuple[str, ...]
   parts: tuple[str, ...] = ()
   part_descriptions: tuple[str, ...] = ()
-  compute: Callable[["Analysis"], np.ndarray] | None = dataclasses.field(
+  compute: Callable[[Analysis], np.ndarray] | None = dataclasses.field(
       default=None, repr=False, compare=False)
 
   def columns(self) -> list[tuple[str, str]]:

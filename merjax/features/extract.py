@@ -17,8 +17,9 @@ import multiprocessing
 import os
 import re
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 

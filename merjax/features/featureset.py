@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class FeatureSet:
   def __len__(self) -> int:
     return len(self.song_ids)
 
-  def select(self, song_ids: Sequence[str]) -> "FeatureSet":
+  def select(self, song_ids: Sequence[str]) -> FeatureSet:
     """The rows of ``song_ids``, in that order.
 
     Raises:
@@ -65,7 +65,7 @@ class FeatureSet:
     os.replace(tmp, path)
 
   @classmethod
-  def load(cls, path: str | os.PathLike) -> "FeatureSet":
+  def load(cls, path: str | os.PathLike) -> FeatureSet:
     """Reads a file written by :meth:`save`."""
     try:
       with np.load(path, allow_pickle=False) as data:

@@ -16,7 +16,8 @@ only ever sees the rows it is given.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class FeaturePreprocessor:
           f"features have {X.shape[1]} columns but the preprocessor was fitted on {n_columns}")
     return X
 
-  def fit(self, X: np.ndarray, names: Sequence[str]) -> "FeaturePreprocessor":
+  def fit(self, X: np.ndarray, names: Sequence[str]) -> FeaturePreprocessor:
     """Fits every statistic on ``X``, which must hold the training split only.
 
     Args:
@@ -152,7 +153,7 @@ class FeaturePreprocessor:
             "std": self._std.tolist(), "report": self.report}
 
   @classmethod
-  def from_dict(cls, data: dict[str, Any]) -> "FeaturePreprocessor":
+  def from_dict(cls, data: dict[str, Any]) -> FeaturePreprocessor:
     """Inverse of :meth:`to_dict`."""
     if data.get("format") != _FORMAT:
       raise MerjaxError(f"not a saved FeaturePreprocessor (format {data.get('format')!r}, "

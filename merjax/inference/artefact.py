@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +95,7 @@ class HybridModel:
   feature_preprocessor: Any = None
 
   @classmethod
-  def initialise(cls, config: Config, *, waveforms: np.ndarray, seed: int = 0) -> "HybridModel":
+  def initialise(cls, config: Config, *, waveforms: np.ndarray, seed: int = 0) -> HybridModel:
     """An untrained model: fresh weights, normalisation and feature preprocessing fitted on clips.
 
     For tests and benchmarks, whose plumbing and speed do not depend on trained weights.
@@ -109,7 +110,7 @@ class HybridModel:
       The :class:`HybridModel`.
     """
     from merjax.features import FeaturePreprocessor, extract_features, feature_names
-    from merjax.inputs import log_mels, mel_statistics
+    from merjax.inputs.log_mel import log_mels, mel_statistics
 
     sample_rate = config.audio.sample_rate
     raw = extract_features(waveforms, sample_rate=sample_rate, backend=config.features_backend)

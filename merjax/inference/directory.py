@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from merjax._fs import atomic_directory
 from merjax.errors import MerjaxError
 from merjax.inference.artefact import HybridModel
+from merjax.parallel.files import atomic_directory
 
 _STAGES = ("cnn", "dnn", "fusion")
 

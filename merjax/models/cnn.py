@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from merjax.config import ModelConfig, resolve_cnn_impl
-from merjax.models import dropout
-from merjax.models.fused import BatchNormDropoutPool, ConvParams, DropoutKey
+from merjax.models.kernels import dropout
+from merjax.models.kernels.fused import BatchNormDropoutPool, ConvParams, DropoutKey
 from merjax.models.layers import conv_init, dense_init, max_pool
 
 
@@ -20,7 +20,7 @@ class CNNBody(nn.Module):
 
   ``config.cnn_impl`` picks the implementation of the blocks: ``"plain"`` composes Flax's
   layers; ``"fast"`` runs each block as one op with an analytic backward pass
-  (:mod:`merjax.models.fused`); ``"auto"`` (the default) takes the one measured fastest on the
+  (:mod:`merjax.models.kernels.fused`); ``"auto"`` (the default) takes the one measured fastest on the
   backend (:func:`merjax.config.resolve_cnn_impl`: fast on CPU, plain elsewhere). Both compute the same function with the same variables
   (names, shapes, dropout masks), so checkpoints of one load in the other.
   """

@@ -4,7 +4,7 @@ Each epoch :func:`merjax.train.fit` saves, with orbax, everything the rest of th
 on: params, BatchNorm statistics, optimizer state and step (the train state), the best
 epoch's weights, the dropout key, the stopper (:class:`~merjax.train.EarlyStopping` state),
 the history and the next epoch's index. The data order needs no state of its own: it is a
-pure function of the shuffling seed and the epoch index (:class:`merjax.data.memory.DeviceBatches`,
+pure function of the shuffling seed and the epoch index (:class:`merjax.batches.split.DeviceBatches`,
 and the grain pipeline's ``seed`` + epoch), and the dropout key of a step is
 ``fold_in(rng, step)``. A run killed at any point and restarted on the same work dir therefore
 replays the remaining epochs exactly as an uninterrupted run would.

@@ -15,7 +15,8 @@ the features (:func:`pack_inputs`), so the generic batching, steps and data para
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from typing import Any, Callable, Iterable
-
 import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import jax
 import numpy as np
@@ -17,8 +17,13 @@ from merjax import parallel
 from merjax.config import TrainConfig
 from merjax.errors import MerjaxError
 from merjax.train.state import TrainState
-from merjax.train.steps import (jit_eval_step, jit_train_step, mesh_eval_step, mesh_train_step,
-                                sum_metrics)
+from merjax.train.steps import (
+  jit_eval_step,
+  jit_train_step,
+  mesh_eval_step,
+  mesh_train_step,
+  sum_metrics,
+)
 from merjax.train.stopping import EarlyStopping
 
 
@@ -88,7 +93,7 @@ def fit(state: TrainState, *, train_batches: Callable[[int], Iterable[dict]],
   Args:
     state: the initial train state.
     train_batches: ``epoch -> iterable of batches`` (shuffled per epoch), e.g. the
-      ``epoch`` of :func:`merjax.data.memory.split_batches`. With a ``mesh``, batches are
+      ``epoch`` of :func:`merjax.batches.split.split_batches`. With a ``mesh``, batches are
       either already sharded along ``data`` or this process's rows of each global batch
       (assembled with ``make_array_from_process_local_data``, two batches ahead). With
       device-resident batches the loop makes no implicit host-device transfer: it runs under

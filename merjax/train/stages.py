@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from merjax import parallel
+from merjax.batches.split import split_batches
 from merjax.config import Config, TrainConfig
-from merjax.data.memory import DeviceBatches, split_batches
 from merjax.inference.artefact import HybridModel
 from merjax.models import CNN, DNN, Fusion
 from merjax.train.fit import FitResult, fit
@@ -53,9 +54,9 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
     train_batches: optional ``epoch -> batches`` replacing the batches of ``train`` (e.g.
       online augmentation); ``train`` then only gives the input shape.
     device_memory_gb: GiB per device the resident splits may take; larger splits stream
-      (:func:`merjax.data.memory.split_batches`; default: from the device's memory).
+      (:func:`merjax.batches.split.split_batches`; default: from the device's memory).
     wrap_apply: optional ``apply_fn -> apply_fn`` for the train state, e.g.
-      :meth:`merjax.augmentation.WaveformTraining.front_end` (waveforms in, log-mels made
+      :meth:`merjax.batches.augmented.WaveformTraining.front_end` (waveforms in, log-mels made
       inside the jitted step).
     **fit_kwargs: passed to :func:`merjax.train.fit` (``on_epoch_end``, ``stopper``,
       ``workdir``).
@@ -95,7 +96,7 @@ class StageData:
   cnn_train_labels: np.ndarray | None = None
   # online augmentation: ``(batch_size, mesh) -> (epoch -> batches)`` for stage 1
   cnn_train_batches: Callable[..., Callable[[int], Any]] | None = None
-  # the ``waveforms`` pipeline: stage 1 trains from clips (merjax.augmentation.WaveformTraining)
+  # the ``waveforms`` pipeline: stage 1 trains from clips (merjax.batches.augmented.WaveformTraining)
   cnn_waveforms: Any = None
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,7 @@ import optax
 from flax import struct
 
 from merjax.config import TrainConfig
-from merjax.data.per_process import assert_same_on_every_process
+from merjax.parallel.per_process import assert_same_on_every_process
 
 
 class TrainState(struct.PyTreeNode):
@@ -99,7 +100,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
   return _optimizer(config.optimizer, config.learning_rate)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _optimizer(optimizer: str, learning_rate: float) -> optax.GradientTransformation:
   if optimizer == "sgd":
     return optax.sgd(learning_rate)

@@ -75,7 +75,7 @@ jit_train_step = jax.jit(train_step, donate_argnums=(0,))
 jit_eval_step = jax.jit(eval_step)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mesh_train_step(mesh: jax.sharding.Mesh):
   """:func:`train_step` jitted data-parallel over ``mesh``.
 
@@ -93,7 +93,7 @@ def mesh_train_step(mesh: jax.sharding.Mesh):
                  donate_argnums=(0,))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mesh_eval_step(mesh: jax.sharding.Mesh):
   """:func:`eval_step` over ``mesh``; logits and mask are gathered (replicated) for the host."""
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)

@@ -54,5 +54,5 @@ class EarlyStopping:
     return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
   @classmethod
-  def from_state_dict(cls, state: dict) -> "EarlyStopping":
+  def from_state_dict(cls, state: dict) -> EarlyStopping:
     return cls(**state)

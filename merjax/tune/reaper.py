@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 ENV = "MERJAX_RAY_SESSION"
 _GRACE_SECONDS = 3.0

@@ -23,8 +23,8 @@ def _row(trial: TrialRecord, best_number: int) -> dict:
 
 def trials_table(search: StageSearch) -> str:
   """The trials as a Markdown table, the chosen one in bold, then a line naming it."""
-  lines = [f"| Trial | Optimizer | Learning rate | Batch size | Epochs | Best epoch | "
-           f"Best val. accuracy | Stop reason | Status |", "|---|" + "---|" * 8]
+  lines = ["| Trial | Optimizer | Learning rate | Batch size | Epochs | Best epoch | "
+           "Best val. accuracy | Stop reason | Status |", "|---|" + "---|" * 8]
   for trial in search.trials:
     row = _row(trial, search.best_number)
     accuracy = ("" if row["best_val_accuracy"] is None

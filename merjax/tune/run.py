@@ -23,14 +23,15 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from merjax.config import STAGES, Config
 from merjax.errors import MerjaxError
-from merjax.runtime import set_gpu_memory_defaults
+from merjax.parallel.platform import set_gpu_memory_defaults
 from merjax.tune.search import StageSearch
 from merjax.tune.space import apply_point
 
@@ -122,7 +123,7 @@ def tune_stages(inputs, *, config: Config, out_dir: str | os.PathLike,
   """Runs the requested stage searches in order (inside a Ray session).
 
   Args:
-    inputs: the :class:`merjax.workflow.PreparedInputs` of the dataset.
+    inputs: the :class:`merjax.inputs.prepare.PreparedInputs` of the dataset.
     config: the run's configuration.
     out_dir: the search's root directory.
     stages: a subset of ``("cnn", "dnn", "fusion")``; a fusion-only run reads the CNN and DNN
@@ -187,8 +188,8 @@ def tune_dataset(dataset: str, *, config: Config, out: str | os.PathLike,
   Returns:
     The :class:`TuneOutcome`.
   """
+  from merjax.inputs.prepare import prepare_inputs
   from merjax.tune.session import ray_session
-  from merjax.workflow import prepare_inputs
 
   out = Path(out)
   unknown = [s for s in stages if s not in STAGES]
@@ -229,10 +230,10 @@ def tune_dataset(dataset: str, *, config: Config, out: str | os.PathLike,
 
 def _tuned_model(dataset: str, inputs, searches: dict[str, StageSearch], *, config: Config,
                  out: Path, log: Callable[[str], Any]) -> tuple[Path, dict[str, dict]]:
-  from merjax.evaluate import metrics_table, write_report
-  from merjax.inference.directory import save_model
-  from merjax.runs import split_metrics
   from merjax.inference.artefact import HybridModel
+  from merjax.inference.directory import save_model
+  from merjax.metrics.classification import metrics_table, write_report
+  from merjax.runs.dataset import split_metrics
 
   model = HybridModel(config=config, cnn=searches["cnn"].best_variables(),
                       dnn=searches["dnn"].best_variables(),

@@ -17,8 +17,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from merjax.config import Config, TuneConfig
 from merjax.errors import MerjaxError
@@ -90,7 +91,7 @@ class StageSearch:
     return dataclasses.asdict(self)
 
   @classmethod
-  def from_dict(cls, data: dict) -> "StageSearch":
+  def from_dict(cls, data: dict) -> StageSearch:
     trials = [TrialRecord(**t) for t in data["trials"]]
     return cls(**{**data, "trials": trials})
 
@@ -100,7 +101,7 @@ class StageSearch:
     return path
 
   @classmethod
-  def load(cls, path: str | os.PathLike) -> "StageSearch":
+  def load(cls, path: str | os.PathLike) -> StageSearch:
     path = Path(path)
     if not path.exists():
       raise MerjaxError(f"{path} does not exist: run that stage's search into this --out first")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from merjax.errors import MerjaxError
 from merjax.tune.reaper import reaped

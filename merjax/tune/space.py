@@ -43,7 +43,7 @@ class SearchSpace:
     object.__setattr__(self, "batch_sizes", tuple(sorted(map(int, self.batch_sizes))))
 
   @classmethod
-  def from_config(cls, config: TuneConfig) -> "SearchSpace":
+  def from_config(cls, config: TuneConfig) -> SearchSpace:
     return cls(optimizers=tuple(config.optimizers), learning_rates=tuple(config.learning_rates),
                batch_sizes=tuple(config.batch_sizes))
 

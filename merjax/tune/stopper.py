@@ -37,7 +37,7 @@ class PaperStopper(_Stopper):
     self._trials: dict[str, EarlyStopping] = {}
 
   @classmethod
-  def from_config(cls, config: TrainConfig) -> "PaperStopper":
+  def from_config(cls, config: TrainConfig) -> PaperStopper:
     return cls(patience=config.patience, max_epochs=config.max_epochs,
                train_accuracy_stop=config.train_accuracy_stop)
 

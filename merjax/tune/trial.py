@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from merjax.config import ModelConfig, TrainConfig
-from merjax.runtime import set_gpu_memory_defaults
+from merjax.parallel.platform import set_gpu_memory_defaults
 from merjax.tune.space import apply_point
 
 # {"train": {"inputs": [shape=(n, ...)], "label": [shape=(n,)]}, "validate": {...}}
@@ -84,7 +85,7 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
   from ray import tune
 
   from merjax import parallel
-  from merjax.data.memory import DeviceBatches
+  from merjax.batches.split import DeviceBatches
   from merjax.train.fit import fit
   from merjax.train.state import create_state
   from merjax.tune.checkpoint import restore_trial_checkpoint, save_trial_checkpoint

@@ -85,7 +85,7 @@ def _bwd(residuals, g):
 _conv2d_valid_cpu.defvjp(_fwd, _bwd)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def on_cpu() -> bool:
   """Whether computations run on XLA:CPU (the default backend)."""
   return jax.default_backend() == "cpu"

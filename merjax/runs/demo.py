@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any
 
 from merjax.config import Config, paper_config
 from merjax.errors import MerjaxError
@@ -100,9 +100,9 @@ def run_demo(*, out_dir: str | os.PathLike = "merjax_demo",
   """
   out_dir = Path(out_dir)
   _validate(out_dir, clips_per_quadrant, seconds)
-  from merjax.evaluate import classification_metrics, metrics_table, write_report
+  from merjax.inputs.prepare import prepare_inputs
+  from merjax.metrics.classification import classification_metrics, metrics_table, write_report
   from merjax.train.stages import train_hybrid
-  from merjax.workflow import prepare_inputs
 
   config = demo_config(seconds=seconds, seed=seed, max_epochs=max_epochs)
   started = time.perf_counter()

@@ -8,8 +8,8 @@ Louro et al. (2024).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -30,8 +30,13 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], *,
     ``"confusion_matrix"`` in percent of each true quadrant (a row with no examples is all
     zeros), ``"counts"`` (raw confusion counts) and ``"n"``.
   """
-  from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_score,
-                               recall_score)
+  from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+  )
 
   y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
   if y_true.shape != y_pred.shape or y_true.ndim != 1:

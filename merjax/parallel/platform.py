@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 OPT_OUT = "MERJAX_XLA_DEFAULTS"
 
@@ -81,7 +81,7 @@ _MEMORY_SETTINGS: dict[str, tuple[str, str]] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jaxlib_reads(name: str) -> bool:
   """Whether the installed jaxlib's client reads environment variable ``name``."""
   import importlib.util

@@ -4,8 +4,8 @@ One protocol for both modes: an object with ``len()`` (batches per epoch) and
 ``epoch(e) -> iterator of batches``, each batch a dict of global ``jax.Array`` with the split's
 fields (``inputs``, ``label`` ...) plus ``mask`` (float32, 1 for real examples, 0 for the padding
 of the last batch) and ``index`` (each row's example number in the split). Epoch ``e``'s order is
-:func:`merjax.data.pipeline.epoch_order` and the padding repeats the epoch's first example
-(:func:`merjax.data.pipeline.batch_index_table`), so for the same seed both modes yield the
+:func:`merjax.batches.loader.epoch_order` and the padding repeats the epoch's first example
+(:func:`merjax.batches.loader.batch_index_table`), so for the same seed both modes yield the
 same batches, and a one-process run the same global batches as a multi-process one.
 
 * :class:`DeviceBatches` (resident): the split is stored once, **sharded** along ``data``
@@ -31,17 +31,25 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from merjax import parallel
-from merjax.data.pipeline import (GlobalBatchSampler, Loader, as_source, batch_index_table,
-                                  epoch_order, gather)
+from merjax.batches.loader import (
+  GlobalBatchSampler,
+  Loader,
+  as_source,
+  batch_index_table,
+  epoch_order,
+  gather,
+)
 from merjax.errors import MerjaxError
 
 __all__ = ["DeviceBatches", "HostBatches", "StreamedBatches", "batch_index_table",
@@ -63,7 +71,7 @@ def _take(arrays: dict, rows: jax.Array, index: jax.Array, mask: jax.Array) -> d
 _gather = jax.jit(_take)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sharded_gather(mesh: Mesh, block_rows: int):
   """Gathers a global batch from a split sharded along ``data`` (``block_rows`` per device)."""
   axis = parallel.DATA_AXIS
@@ -190,7 +198,7 @@ class DeviceBatches:
       :class:`~merjax.data.store.PreparedDataset`).
     batch_size: examples per (global) batch.
     shuffle: draw a new order every epoch (training) or keep the stored order (evaluation).
-    seed: the shuffling seed; epoch ``e`` uses :func:`merjax.data.pipeline.epoch_order`.
+    seed: the shuffling seed; epoch ``e`` uses :func:`merjax.batches.loader.epoch_order`.
     sharding: optional sharding of the stored arrays (path without a mesh only).
     mesh: a data mesh: the split is stored sharded along ``data`` (zero rows pad it to a
       multiple of the device count; they are never gathered) and batches come sharded along
@@ -200,7 +208,7 @@ class DeviceBatches:
       default :func:`device_memory_budget`. :func:`split_batches` streams such splits.
     indices: which of the source's examples form the split (all by default).
     transform: ``batch -> batch`` applied to the rows read from a source (e.g.
-      :func:`merjax.data.pipeline.pcm_to_float`).
+      :func:`merjax.batches.loader.pcm_to_float`).
     example_nbytes: bytes of one (transformed) example, for the budget check; by default
       measured (a source is probed with one of this process's rows).
     repeats: each epoch covers the stored rows this many times: example ``j`` of
@@ -238,7 +246,7 @@ class DeviceBatches:
       if per_device > budget:
         raise MerjaxError(f"the split needs {per_device / 2**30:.2f} GiB per device but the "
                           f"budget is {budget / 2**30:.2f} GiB; stream it "
-                          "(merjax.data.memory.split_batches does when it does not fit)")
+                          "(merjax.batches.split.split_batches does when it does not fit)")
     self.shuffle, self.seed, self.mesh = shuffle, seed, mesh
     if on_device:
       if indices is not None or transform is not None:
@@ -332,7 +340,7 @@ class StreamedBatches:
   """Batches read from the host every epoch (streamed), in the same order as :class:`DeviceBatches`.
 
   Each process reads, with grain (read-ahead threads, optional worker processes), only its
-  rows of every global batch (:class:`merjax.data.pipeline.GlobalBatchSampler` with
+  rows of every global batch (:class:`merjax.batches.loader.GlobalBatchSampler` with
   :func:`merjax.parallel.process_rows`), and ``prefetch`` batches are assembled on the
   devices ahead of the step (``jax.make_array_from_process_local_data``).
 
@@ -405,7 +413,7 @@ def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
       random-access source (e.g. a :class:`~merjax.data.store.PreparedDataset`).
     batch_size: examples per global batch (a multiple of the mesh's device count).
     shuffle: draw a new order every epoch (training) or keep the order (evaluation).
-    seed: the shuffling seed (both modes: :func:`merjax.data.pipeline.epoch_order`).
+    seed: the shuffling seed (both modes: :func:`merjax.batches.loader.epoch_order`).
     mesh: the data mesh, or None for one device.
     indices: which of the source's examples form the split (all by default).
     transform: ``batch -> batch`` on the rows read (e.g. int16 PCM to float).

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ MODELS = ("cnn", "dnn", "hybrid")
 def split_metrics(model, *, mels: np.ndarray, features: np.ndarray, labels: np.ndarray
                  ) -> dict[str, dict]:
   """Metrics of the CNN alone, the DNN alone and the hybrid on one split."""
-  from merjax.evaluate import classification_metrics
+  from merjax.metrics.classification import classification_metrics
   return {which: classification_metrics(labels, model.logits(mels=mels, features=features,
                                                             which=which).argmax(-1))
           for which in MODELS}
@@ -47,13 +48,13 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
     Test metrics of the CNN, the DNN and the hybrid.
   """
   from merjax import parallel
-  from merjax._fs import atomic_directory, check_writable
-  from merjax.data.per_process import assert_same_on_every_process
-  from merjax.evaluate import metrics_table, write_report
   from merjax.features.source import features_record
   from merjax.inference.directory import save_model
+  from merjax.inputs.prepare import prepare_inputs
+  from merjax.metrics.classification import metrics_table, write_report
+  from merjax.parallel.files import atomic_directory, check_writable
+  from merjax.parallel.per_process import assert_same_on_every_process
   from merjax.train.stages import train_hybrid
-  from merjax.workflow import prepare_inputs
 
   out = check_writable(out, what="--out")
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -123,10 +124,10 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
     Metrics of the CNN, the DNN and the hybrid.
   """
   from merjax.data.store import open_prepared
-  from merjax.evaluate import metrics_table, write_report
   from merjax.features.source import model_table
   from merjax.inference.directory import load_model
-  from merjax.workflow import fit_clip_length, model_inputs
+  from merjax.inputs.prepare import fit_clip_length, model_inputs
+  from merjax.metrics.classification import metrics_table, write_report
 
   model = load_model(model_dir)
   preprocessor = model.feature_preprocessor

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -135,7 +136,7 @@ class OnlineAugmentedBatches:
     augment: transforms, ranges and seed.
     mel_mean, mel_std: the training split's log-mel statistics.
     batch_size: examples per batch.
-    mesh: optional data mesh for the batches (see :class:`merjax.data.memory.DeviceBatches`).
+    mesh: optional data mesh for the batches (see :class:`merjax.batches.split.DeviceBatches`).
   """
 
   def __init__(self, waveforms, labels, train_mels, *, audio: AudioConfig,
@@ -153,7 +154,7 @@ class OnlineAugmentedBatches:
     return -(-len(self.labels) // self.batch_size)
 
   def epoch(self, epoch: int = 0) -> Iterator[dict[str, jax.Array]]:
-    from merjax.data.memory import DeviceBatches
+    from merjax.batches.split import DeviceBatches
     key = jax.random.fold_in(jax.random.key(self.augment.seed), epoch)
     variants = augmented_log_mels(self.waveforms, audio=self.audio, augment=self.augment,
                                   key=key, mel_mean=self.mel_mean, mel_std=self.mel_std)
@@ -285,12 +286,12 @@ def _pack(rows: jax.Array, index: jax.Array, clips: jax.Array, epoch: jax.Array)
 class WaveformBatches:
   """The CNN's training batches as clips: each device holds and packs its own rows.
 
-  The clips are stored once, as one split of :func:`merjax.data.memory.split_batches`:
+  The clips are stored once, as one split of :func:`merjax.batches.split.split_batches`:
   sharded over the devices when their share fits the device memory budget, streamed from the
   host otherwise. An epoch covers them ``1 + len(transforms)`` times (``repeats``): example
   ``j`` is variant ``j // n`` of clip ``j % n``, the order of the precomputed set (originals,
   then one block per transform), so with the same shuffling seed the batches hold the same
-  examples as :class:`merjax.data.memory.DeviceBatches` over :func:`offline_training_set`'s
+  examples as :class:`merjax.batches.split.DeviceBatches` over :func:`offline_training_set`'s
   result.
 
   Args:
@@ -298,7 +299,7 @@ class WaveformBatches:
     labels: their quadrants [shape=(n,)].
     augment: mode and transforms (``none``: the originals only).
     batch_size: examples per global batch.
-    seed: the shuffling seed (see :class:`merjax.data.memory.DeviceBatches`).
+    seed: the shuffling seed (see :class:`merjax.batches.split.DeviceBatches`).
     mesh: optional data mesh; batches then come sharded along ``data``.
     device_memory_gb: GiB per device the clips may take there (default: from the device).
     memory_budget_bytes: the same in bytes (wins).
@@ -310,7 +311,7 @@ class WaveformBatches:
   def __init__(self, waveforms, labels, *, augment: AugmentConfig, batch_size: int,
                seed: int = 0, mesh=None, device_memory_gb: float | None = None,
                memory_budget_bytes: int | None = None):
-    from merjax.data.memory import split_batches
+    from merjax.batches.split import split_batches
     self.clips = len(waveforms)
     self.mesh = mesh
     self.batches = split_batches(

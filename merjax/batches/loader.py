@@ -9,10 +9,10 @@ same examples in the same order:
   Its :class:`Sampler` gives each host a contiguous share of the epoch
   (``grain.sharding.ShardByJaxProcess``); a :class:`GlobalBatchSampler` instead gives each
   process its rows of every *global* batch, which is what training on a multi-host mesh feeds
-  (:class:`merjax.data.memory.StreamedBatches`).
-* :mod:`merjax.data.memory` keeps a split on the devices, sharded over them, when it fits a
+  (:class:`merjax.batches.split.StreamedBatches`).
+* :mod:`merjax.batches.split` keeps a split on the devices, sharded over them, when it fits a
   memory budget, and streams it through a :class:`Loader` otherwise
-  (:func:`merjax.data.memory.split_batches`); both yield the same global batches.
+  (:func:`merjax.batches.split.split_batches`); both yield the same global batches.
 
 Every batch is a dict of arrays with the source's fields plus ``mask`` (float32, 1 for real
 examples) and ``index`` (the example's index in the source). Unless ``drop_remainder`` is set,
@@ -24,7 +24,8 @@ and one compiled step serves the whole epoch. Epoch ``e`` shuffles with the perm
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def stream_waveforms(prepared, indices: np.ndarray, *, clip_samples: int,
   """
   import grain
 
-  from merjax.data.pipeline import Loader, pcm_to_float
+  from merjax.batches.loader import Loader, pcm_to_float
   loader = Loader(prepared, batch_size=min(chunk, len(indices)), indices=indices, shuffle=False,
                   transform=pcm_to_float, shard_options=grain.sharding.NoSharding())
   expected = iter(np.array_split(np.asarray(indices), np.arange(chunk, len(indices), chunk)))
@@ -124,13 +125,13 @@ def clip_inputs(waveforms: np.ndarray, *, config: Config, workers: int | None = 
   Returns:
     ``(log_mels [shape=(n, n_mels, frames)], features [shape=(n, n_features)], names)``.
   """
-  from merjax.data.per_process import map_per_process
   from merjax.features import extract_cached, extract_features, feature_names
-  from merjax.inputs import log_mels
+  from merjax.inputs.log_mel import log_mels
+  from merjax.parallel.per_process import map_per_process
 
   workers = workers or min(4, os.cpu_count() or 1)
   # In a multi-host run each process computes the rows of its own share of the clips only;
-  # every process then holds all rows, byte-identical (merjax.data.per_process).
+  # every process then holds all rows, byte-identical (merjax.parallel.per_process).
   def share(array, rows: np.ndarray):
     return array[rows[0]:rows[-1] + 1] if len(rows) else array[:0]  # a view: shares are blocks
 
@@ -186,8 +187,11 @@ def _add_augmentation(stage_data: StageData, train_waveforms: np.ndarray, *, con
                       pipeline: str = "precomputed") -> None:
   """Adds the CNN's augmented training set (offline) or its per-epoch source (online), or,
   for the ``waveforms`` pipeline, the clips that the CNN's step augments itself."""
-  from merjax.augmentation import (OnlineAugmentedBatches, WaveformTraining,
-                                   offline_training_set)
+  from merjax.batches.augmented import (
+    OnlineAugmentedBatches,
+    WaveformTraining,
+    offline_training_set,
+  )
 
   augment = config.augment
   train_labels, train_mels = stage_data.labels["train"], stage_data.mels["train"]
@@ -229,15 +233,15 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
     log: progress sink.
     waveform_training: the caller trains with :func:`merjax.train.train_hybrid`, which can
       train the CNN from waveforms: ``config.augment.pipeline`` is then honoured (``auto``:
-      waveforms on accelerators when augmenting, see :mod:`merjax.augmentation`). Otherwise
+      waveforms on accelerators when augmenting, see :mod:`merjax.batches.augmented`). Otherwise
       the CNN's training set is precomputed (``cnn_train_*``), as callers that batch it
       themselves (tuning) need.
 
   Returns:
     The :class:`PreparedInputs`.
   """
-  from merjax.data.per_process import fit_feature_preprocessor
-  from merjax.inputs import mel_statistics
+  from merjax.inputs.log_mel import mel_statistics
+  from merjax.parallel.per_process import fit_feature_preprocessor
 
   chunks, labels, splits, song_ids, cache_dir = _load_clips(
       dataset, config=config, data_dir=data_dir, clips_per_quadrant=clips_per_quadrant, log=log)
@@ -251,7 +255,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
   augmenting = config.augment.mode != "none" and bool(config.augment.transforms)
   pipeline = "precomputed"
   if waveform_training:
-    from merjax.augmentation import resolve_pipeline
+    from merjax.batches.augmented import resolve_pipeline
     pipeline = resolve_pipeline(config.augment)
     if config.augment.pipeline == "auto" and not augmenting:
       pipeline = "precomputed"  # the log-mels are made anyway (statistics, validation)

@@ -21,7 +21,7 @@ where ``m`` is the example mask and ``n`` the number of unmasked values per chan
 
 The mathematics is that of ``flax.linen.Conv`` (valid, with bias), ``flax.linen.BatchNorm``
 (batch statistics, ``E[y^2] - E[y]^2`` variance), ``flax.linen.Dropout`` (the same mask bits,
-:mod:`merjax.models.dropout`) and valid max pooling whose gradient goes to the first maximum
+:mod:`merjax.models.kernels.dropout`) and valid max pooling whose gradient goes to the first maximum
 of each window, as ``flax.linen.max_pool``'s does. ``tests/test_fast_cnn.py`` compares values
 and gradients with those layers.
 """
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from merjax.models import conv, dropout
+from merjax.models.kernels import conv, dropout
 from merjax.models.layers import max_pool
 
 _NO_GRADIENT = 255  # routed index stored where a window's first maximum was dropped out

@@ -1,0 +1,1 @@
+"""Scores as the paper reports them (:mod:`merjax.metrics.classification`)."""

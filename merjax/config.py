@@ -15,6 +15,10 @@ import dataclasses
 from typing import Any, Literal
 
 QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
+# The dataset splits, in the order the paper uses them (70-15-15).
+SPLITS: tuple[str, ...] = ("train", "validate", "test")
+# The CNN's four augmentations (paper section 3.2), in the order that numbers their variants.
+TRANSFORMS: tuple[str, ...] = ("time_shift", "pitch_shift", "time_stretch", "power_shift")
 STAGES: tuple[str, ...] = ("cnn", "dnn", "fusion")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 # Keras Tuner search space of the authors' group (docs/method.md).
@@ -72,7 +76,7 @@ class AugmentConfig(_Replaceable):
   """The paper's four waveform augmentations (CNN branch, training split only)."""
 
   mode: Literal["none", "offline", "online"] = "offline"
-  transforms: tuple[str, ...] = ("time_shift", "pitch_shift", "time_stretch", "power_shift")
+  transforms: tuple[str, ...] = TRANSFORMS
   max_shift_seconds: float = 5.0
   max_semitones: float = 2.0
   min_rate: float = 0.5
@@ -92,7 +96,7 @@ class AugmentConfig(_Replaceable):
                        f"{self.pipeline!r}")
     if self.resampler not in ("auto", "fft", "sinc"):
       raise ValueError(f"resampler must be auto, fft or sinc, got {self.resampler!r}")
-    known = {"time_shift", "pitch_shift", "time_stretch", "power_shift"}
+    known = set(TRANSFORMS)
     unknown = set(self.transforms) - known
     if unknown:
       raise ValueError(f"unknown augmentation(s) {sorted(unknown)}; known: {sorted(known)}")

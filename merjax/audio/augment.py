@@ -48,9 +48,9 @@ import numpy as np
 from jax import lax
 
 from merjax.audio import spectral
+from merjax.config import TRANSFORMS
 from merjax.errors import MerjaxError
 
-TRANSFORMS = ("time_shift", "pitch_shift", "time_stretch", "power_shift")
 # Units of each transform's parameter, as returned by random_augment.
 PARAMETER_UNITS = {"time_shift": "seconds", "pitch_shift": "semitones", "time_stretch": "rate",
                    "power_shift": "dB"}

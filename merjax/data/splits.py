@@ -10,15 +10,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from merjax.config import QUADRANTS, SPLITS
 from merjax.errors import MerjaxError
-
-SPLITS: tuple[str, ...] = ("train", "validate", "test")
-_QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
 
 
 def _class_name(label) -> str:
-  if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(_QUADRANTS):
-    return f"{int(label)} ({_QUADRANTS[int(label)]})"
+  if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(QUADRANTS):
+    return f"{int(label)} ({QUADRANTS[int(label)]})"
   return repr(label.item() if isinstance(label, np.generic) else label)
 
 

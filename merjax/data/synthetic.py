@@ -50,10 +50,10 @@ import functools
 
 import numpy as np
 
+from merjax.config import QUADRANTS
 from merjax.errors import MerjaxError
 
 VERSION = "2"  # bump when the generated audio changes: cached features are keyed by it
-QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
 
 # Per-quadrant factor distributions (Q1, Q2, Q3, Q4): normal (mean, std) unless noted. Every
 # factor but the two valence cues depends on arousal only (Q1 = Q2, Q3 = Q4).

@@ -16,10 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from merjax.config import Config
+from merjax.config import SPLITS, Config
 from merjax.train.stages import StageData
-
-SPLIT_NAMES = ("train", "validate", "test")
 
 
 @dataclasses.dataclass
@@ -97,7 +95,7 @@ def _load_clips(dataset: str, *, config: Config, data_dir, clips_per_quadrant: i
   if prepared.clip_samples != config.audio.clip_samples:
     log(f"note: {prepared.name} stores {prepared.clip_samples / prepared.sample_rate:g} s clips; "
         f"they are fixed to {config.audio.clip_seconds:g} s")
-  keep = np.flatnonzero(np.isin(prepared.splits, SPLIT_NAMES))
+  keep = np.flatnonzero(np.isin(prepared.splits, SPLITS))
   log(f"reading {len(keep)} clips of {prepared.name} through the grain pipeline")
   from merjax.features.datasets import features_directory
   chunks = stream_waveforms(prepared, keep, clip_samples=config.audio.clip_samples)
@@ -245,7 +243,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
 
   chunks, labels, splits, song_ids, cache_dir = _load_clips(
       dataset, config=config, data_dir=data_dir, clips_per_quadrant=clips_per_quadrant, log=log)
-  index = {name: np.flatnonzero(splits == name) for name in SPLIT_NAMES}
+  index = {name: np.flatnonzero(splits == name) for name in SPLITS}
   log("splits: " + ", ".join(f"{k} {len(v)}" for k, v in index.items()))
   missing = [name for name, idx in index.items() if len(idx) == 0]
   if missing:

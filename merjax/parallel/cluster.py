@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from typing import Any, Sequence
 
 import jax
 

@@ -36,7 +36,7 @@ import numpy as np
 from flax import linen as nn
 
 from merjax.models.kernels import conv, dropout
-from merjax.models.layers import max_pool
+from merjax.models.layers import max_pool, pool_windows
 
 _NO_GRADIENT = 255  # routed index stored where a window's first maximum was dropped out
 
@@ -70,14 +70,6 @@ def _moment(y: jax.Array, example_mask: jax.Array | None, *, power: int) -> jax.
   # Per-example sums, then the mask: no masked copy of the activations is made.
   weight = example_mask.astype(jnp.float32)[:, None]
   return (y.sum((1, 2)) * weight).sum(0) / (weight.sum() * (height * width))
-
-
-def _windows(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
-  """Crops to whole windows: [shape=(batch, hp, ph, wp, pw, channels)]."""
-  batch, height, width, channels = x.shape
-  ph, pw = pool
-  x = x[:, : (height // ph) * ph, : (width // pw) * pw]
-  return x.reshape(batch, height // ph, ph, width // pw, pw, channels)
 
 
 def _window(windows: jax.Array, k: int) -> jax.Array:
@@ -159,8 +151,8 @@ def _index_pass(source, kernel, conv_bias, mean, mul, bias, key, *, taps, rate, 
   if rate > 0.0:
     keep = dropout.bernoulli(key, 1.0 - rate, z.shape)
     z = jax.lax.select(keep, z / (1.0 - rate), jnp.zeros_like(z))
-    keep = _windows(keep, pool)
-  return _routing_index(_windows(z, pool), keep)
+    keep = pool_windows(keep, pool)
+  return _routing_index(pool_windows(z, pool), keep)
 
 
 def _pooled(source, kernel, conv_bias, mean, mul, bias, index, *, taps, rate, pool):
@@ -169,7 +161,7 @@ def _pooled(source, kernel, conv_bias, mean, mul, bias, index, *, taps, rate, po
   z = _normalised(_block_output(source, kernel, conv_bias, taps=taps), mean, mul, bias)
   if rate > 0.0:
     z = z / (1.0 - rate)
-  pooled = _gather(_windows(z, pool), index)
+  pooled = _gather(pool_windows(z, pool), index)
   return jnp.where(index == _NO_GRADIENT, jnp.zeros_like(pooled), pooled)
 
 
@@ -228,7 +220,7 @@ def _block_bwd(taps, rate, pool, epsilon, residuals, cotangents):
   g_scaled = g_pooled / (1.0 - rate) if rate > 0.0 else g_pooled
   g_routed = jnp.where(index != _NO_GRADIENT, g_scaled, 0).astype(jnp.float32)
   # The two per-channel sums at pooled resolution: y_hat is needed at routed elements only.
-  y_routed = _gather(_windows(y, pool), index)
+  y_routed = _gather(pool_windows(y, pool), index)
   sum_g = g_routed.sum((0, 1, 2))
   sum_g_yhat = (g_routed * ((y_routed.astype(jnp.float32) - mean) * inv)).sum((0, 1, 2))
   # The conv output's gradient at full resolution, in one elementwise pass.

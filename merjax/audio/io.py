@@ -24,7 +24,7 @@ import math
 import os
 import re
 import struct
-from typing import BinaryIO, Union
+from typing import BinaryIO, TypeAlias
 
 import numpy as np
 
@@ -37,7 +37,7 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".
 # seconds is reported as truncated (MP3 lengths without a Xing/LAME header are estimates).
 _TRUNCATION_TOLERANCE = (0.02, 0.5)
 
-Source = Union[str, os.PathLike, BinaryIO]
+Source: TypeAlias = str | os.PathLike | BinaryIO
 
 
 @dataclasses.dataclass(frozen=True)

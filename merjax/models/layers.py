@@ -48,11 +48,12 @@ def max_pool(x: jax.Array, pool: tuple[int, int], *, impl: str = "fast") -> jax.
   Returns:
     Pooled activations [shape=(batch, height // ph, width // pw, channels)].
   """
-  pool = tuple(int(p) for p in pool)
+  ph, pw = pool
+  window = (int(ph), int(pw))
   if impl == "fast":
-    return pool_windows(x, pool).max(axis=(2, 4))
+    return pool_windows(x, window).max(axis=(2, 4))
   if impl == "plain":
-    return nn.max_pool(x, pool, strides=pool, padding="VALID")
+    return nn.max_pool(x, window, strides=window, padding="VALID")
   raise ValueError(f"max_pool impl must be 'fast' or 'plain', got {impl!r}")
 
 

@@ -29,6 +29,7 @@ and gradients with those layers.
 from __future__ import annotations
 
 import functools
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -51,12 +52,9 @@ def _convolve(x: jax.Array, kernel: jax.Array, *, taps: bool) -> jax.Array:
   kh, kw = kernel.shape[:2]
   height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
   x32, k32 = x.astype(jnp.float32), kernel.astype(jnp.float32)
-  out = None
-  for i in range(kh):
-    for j in range(kw):
-      term = x32[:, i:i + height, j:j + width, :1] * k32[i, j, 0]
-      out = term if out is None else out + term
-  return out.astype(x.dtype)
+  terms = (x32[:, i:i + height, j:j + width, :1] * k32[i, j, 0]
+           for i in range(kh) for j in range(kw))
+  return functools.reduce(operator.add, terms).astype(x.dtype)
 
 
 def _moment(y: jax.Array, example_mask: jax.Array | None, *, power: int) -> jax.Array:
@@ -121,7 +119,7 @@ def _materialised(fn, probe: jax.Array, *operands):
   return jax.lax.cond(probe == probe, fn, fn, *operands)
 
 
-def _output_size(source, kernel, *, taps):
+def _output_size(source: jax.Array, kernel: jax.Array, *, taps: bool) -> tuple[int, int]:
   """Spatial size of the conv output for the stored source (the input with taps)."""
   if not taps:
     return source.shape[1], source.shape[2]
@@ -178,7 +176,8 @@ def _forward(x, kernel, conv_bias, scale, bias, example_mask, key, *, taps, rate
                        kernel[0, 0, 0, 0], source, kernel, conv_bias, example_mask)
   mean2 = _materialised(functools.partial(_batch_moment, taps=taps, power=2), mean[0],
                         source, kernel, conv_bias, example_mask)
-  batch, height, width = source.shape[0], *_output_size(source, kernel, taps=taps)
+  batch = source.shape[0]
+  height, width = _output_size(source, kernel, taps=taps)
   count = (jnp.float32(batch) if example_mask is None
            else example_mask.sum(dtype=jnp.float32)) * (height * width)
   var = jnp.maximum(0.0, mean2 - jnp.square(mean))
@@ -274,9 +273,9 @@ def conv_bn_dropout_pool(x: jax.Array, *, kernel: jax.Array, conv_bias: jax.Arra
   if example_mask is not None:
     example_mask = example_mask.astype(bool)
   taps = x.shape[-1] == 1
-  pool = tuple(int(p) for p in pool)
-  return _block(x, kernel, conv_bias, scale, bias, example_mask, key, taps, float(rate), pool,
-                float(epsilon))
+  ph, pw = pool
+  return _block(x, kernel, conv_bias, scale, bias, example_mask, key, taps, float(rate),
+                (int(ph), int(pw)), float(epsilon))
 
 
 class DropoutKey(nn.Module):

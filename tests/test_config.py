@@ -24,7 +24,7 @@ from merjax.config import (
 from merjax.data.merge import SPLIT_VARIANTS, SUBSETS
 from merjax.errors import MerjaxError
 
-# -- dataset -> preset ------------------------------------------------------------------------------
+# -- dataset -> preset ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("subset", SUBSETS)
@@ -68,7 +68,7 @@ def test_hparams_flag_picks_a_preset_and_refuses_an_unknown_one():
     paper_config(preset="merge")
 
 
-# -- seeds --------------------------------------------------------------------------------------------
+# -- seeds ----------------------------------------------------------------------------------------
 
 
 def test_each_consumer_gets_its_own_seed_from_config_seed():
@@ -141,7 +141,7 @@ def test_same_seed_trains_the_same_weights():
   assert any(not np.array_equal(a, b) for a, b in zip(first, other))
 
 
-# -- overrides ----------------------------------------------------------------------------------------
+# -- overrides ------------------------------------------------------------------------------------
 
 
 def test_overrides_are_parsed_by_field_type():

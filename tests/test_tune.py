@@ -176,7 +176,8 @@ def test_startup_trials_option(tmp_path, capsys):
   assert main(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o"),
                "--startup-trials", "0"]) == 2
   err = capsys.readouterr().err
-  assert "--startup-trials 0: startup_trials must be at least 1" in err and len(err.strip().splitlines()) == 1
+  assert "--startup-trials 0: startup_trials must be at least 1" in err
+  assert len(err.strip().splitlines()) == 1
 
 
 def _objective(point):
@@ -284,7 +285,8 @@ def test_tune_command_rejects_bad_arguments_in_one_line(tmp_path, capsys):
   assert main(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o"),
                "--trials", "0"]) == 2
   err = capsys.readouterr().err
-  assert "--trials 0: trials must be at least 1, got 0" in err and len(err.strip().splitlines()) == 1
+  assert "--trials 0: trials must be at least 1, got 0" in err
+  assert len(err.strip().splitlines()) == 1
   (tmp_path / "taken" / "ray" / "cnn").mkdir(parents=True)
   assert main(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "taken")]) == 2
   assert "pass --resume" in capsys.readouterr().err

@@ -2,9 +2,9 @@
 
 One path from a dataset name to a run's configuration:
 
-- :func:`preset_for` maps a dataset name to its Table 2 preset (Louro et al. 2024) and
-  :func:`config_for` returns the paper's config for a dataset (:func:`paper_config` for a
-  preset; :func:`paper_hparams` for one stage's row);
+- :func:`preset_for` maps a dataset name to its Table 2 preset (Louro et al. 2024);
+  :func:`paper_config` returns the paper's config for a dataset through it (or for a named
+  preset), :func:`paper_hparams` one stage's row;
 - :func:`with_overrides` applies ``section.field=value`` overrides, parsed against the field
   types (``merjax train --set cnn.batch_size=256``; the dedicated flags are sugar for it), the
   way flax examples and big_vision override a base config; :meth:`Config.replace` does the

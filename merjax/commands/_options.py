@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from merjax.config import CNN_IMPLS, DTYPES, STAGES, Override
+from merjax.config import CNN_IMPLS, DTYPES, STAGES, Config, Override
 
 # Shortest clip the CNN takes: its four pooling blocks need input left (as `merjax demo`).
 MIN_CLIP_SECONDS = 3.0
@@ -233,7 +233,7 @@ def flag_overrides(args: argparse.Namespace) -> list[Override]:
   return overrides + [parse_override(text) for text in getattr(args, "overrides", ())]
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> Config:
   """The paper config for ``--dataset`` (or ``--hparams``' preset) with the command line's
   flags and ``--set`` overrides (:func:`merjax.config.with_overrides`), and its features."""
   from merjax.config import paper_config, with_overrides

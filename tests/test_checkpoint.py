@@ -17,6 +17,7 @@ from merjax.train.checkpoint import Checkpointer, load_variables, restore_run
 CONFIG = TrainConfig(optimizer="adam", learning_rate=3e-3, batch_size=8, max_epochs=2,
                      patience=50, train_accuracy_stop=None)
 SETTINGS = {"stage": "dnn", **CONFIG.to_dict()}
+MODEL = ModelConfig(dnn_hidden=(32, 16, 8))  # small, so that it compiles fast
 
 
 def _assert_equal_trees(a, b):
@@ -26,7 +27,7 @@ def _assert_equal_trees(a, b):
 
 
 def _state(config=CONFIG, model_config=None):
-  model = DNN(model_config or ModelConfig())
+  model = DNN(model_config or MODEL)
   return create_state(model, jnp.zeros((1, 12), jnp.float32), config, rng=jax.random.key(0))
 
 
@@ -74,11 +75,11 @@ def test_a_run_that_does_not_fit_is_refused_in_one_line(work_dir, tmp_path):
   with pytest.raises(MerjaxError, match="other settings .*batch_size"):
     restore_run(directory, state=_state(), rng=jax.random.key(1),
                 config={**SETTINGS, "batch_size": 16})
-  wider = _state(model_config=ModelConfig().replace(dnn_hidden=(512, 256, 50)))
+  narrower = _state(model_config=MODEL.replace(dnn_hidden=(32, 16, 4)))
   with pytest.raises(MerjaxError, match=f"{directory}/2 does not fit this model/optimizer: "
-                     r"best_state.opt_state.0.mu.body.mlp.Dense_2.bias has shape \(100,\), "
-                     r"expected \(50,\)"):
-    restore_run(directory, state=wider, rng=jax.random.key(1))
+                     r"best_state.opt_state.0.mu.body.mlp.Dense_2.bias has shape \(8,\), "
+                     r"expected \(4,\)"):
+    restore_run(directory, state=narrower, rng=jax.random.key(1))
   sgd = _state(config=CONFIG.replace(optimizer="sgd"))
   with pytest.raises(MerjaxError, match="best_state.opt_state.0.count has shape"):
     restore_run(directory, state=sgd, rng=jax.random.key(1))
@@ -109,14 +110,22 @@ def test_a_damaged_checkpoint_is_named_in_one_line(work_dir, tmp_path, damage):
 
 
 def test_a_model_directory_roundtrip_gives_identical_variables(tmp_path):
+  from merjax.features import FeaturePreprocessor
   from merjax.inference.artefact import HybridModel
   from merjax.inference.directory import load_model, save_model
 
-  config = Config()
-  config = config.replace(audio=config.audio.replace(clip_seconds=3.0))
   rng = np.random.default_rng(0)
-  clips = (0.1 * rng.standard_normal((3, config.audio.clip_samples))).astype(np.float32)
-  model = HybridModel.initialise(config, waveforms=clips)
+
+  def weights(*shape):
+    return rng.normal(size=shape).astype(np.float32)
+
+  features = FeaturePreprocessor().fit(rng.normal(size=(8, 3)), ["a", "b", "c"])
+  model = HybridModel(
+      config=Config(), mel_mean=-3.5, mel_std=1.25, feature_preprocessor=features,
+      cnn={"params": {"body": {"w": weights(3, 3, 1, 4)}, "head": {"w": weights(4, 4)}},
+           "batch_stats": {"body": {"mean": weights(4), "var": weights(4)}}},
+      dnn={"params": {"body": {"w": weights(3, 5)}, "head": {"w": weights(5, 4)}}},
+      fusion={"params": {"w": weights(9, 4), "b": weights(4)}})
   path = save_model(model, tmp_path / "model")
   assert sorted(p.name for p in path.iterdir()) == [
       "config.json", "preprocessing.json", "variables"]
@@ -137,7 +146,7 @@ def test_a_model_directory_roundtrip_gives_identical_variables(tmp_path):
 
 
 def test_create_state_starts_from_given_variables():
-  model = DNN(ModelConfig())
+  model = DNN(MODEL)
   fresh = _state()
   variables = jax.tree.map(lambda v: v + 1, fresh.variables)
   state = create_state(model, jnp.zeros((1, 12)), CONFIG, variables=variables)

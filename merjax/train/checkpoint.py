@@ -242,6 +242,9 @@ def restore_run(directory: str | os.PathLike, *, state: TrainState, rng: jax.Arr
     missing_ok: return None when ``directory`` holds no checkpoint (a run not started yet)
       instead of raising.
 
+  A multi-host run must find the same checkpoints on every process: open the run's
+  :class:`Checkpointer` first (creating it is a barrier after the directory exists).
+
   Returns:
     The saved run, host-resident (None only with ``missing_ok``).
 

@@ -128,8 +128,8 @@ def fit(state: TrainState, *, train_batches: Callable[[int], Iterable[dict]],
     from merjax.train.checkpoint import Checkpointer, restore_run  # orbax is heavy: load late
 
     settings = {"stage": stage, **config.to_dict()}
-    restored = restore_run(workdir, state=state, rng=rng, config=settings, missing_ok=True)
     checkpointer = Checkpointer(workdir, max_to_keep=max_to_keep, config=settings)
+    restored = restore_run(workdir, state=state, rng=rng, config=settings, missing_ok=True)
     if restored is not None:
       state, best_state, rng = restored.state, restored.best_state, restored.rng
       stopper, history, epoch = restored.stopper, restored.history, restored.next_epoch

@@ -27,6 +27,17 @@ def _merjax(*args: str, devices: int) -> subprocess.Popen:
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _assert_same_variables(a, b) -> None:
+  import jax
+
+  from merjax.inference.directory import load_model
+  first, second = load_model(a), load_model(b)
+  for stage in ("cnn", "dnn", "fusion"):
+    for x, y in zip(jax.tree.leaves(getattr(first, stage)),
+                    jax.tree.leaves(getattr(second, stage)), strict=True):
+      np.testing.assert_array_equal(x, y, err_msg=stage)
+
+
 def _predict(model_dir, files) -> dict:
   proc = _merjax("predict", *map(str, files), "--model", str(model_dir), "--json", devices=1)
   code, output = worker.finish(proc, timeout=300)
@@ -39,11 +50,24 @@ def _predict(model_dir, files) -> dict:
 def test_two_process_train_writes_one_model_that_predicts_like_one_process(tmp_path):
   coordinator = f"127.0.0.1:{worker.free_port()}"
   shared = tmp_path / "two"
+  work = ["--workdir", str(tmp_path / "work")]
   outputs = worker.finish_all(
-      [_merjax(*TRAIN, "--out", str(shared), "--coordinator", coordinator, "--num-processes",
-               "2", "--process-id", str(i), devices=2) for i in range(2)], timeout=600)
+      [_merjax(*TRAIN, *work, "--out", str(shared), "--coordinator", coordinator,
+               "--num-processes", "2", "--process-id", str(i), devices=2) for i in range(2)],
+      timeout=600)
   # Process 0 reports; process 1 trains in silence.
   assert "model written to" in outputs[0] and "model written to" not in outputs[1]
+  # Both processes wrote the per-epoch checkpoints into one work dir: a rerun returns each
+  # stage's run from it, and saves a model with the same variables bit for bit.
+  again = tmp_path / "again"
+  coordinator = f"127.0.0.1:{worker.free_port()}"
+  outputs = worker.finish_all(
+      [_merjax(*TRAIN, *work, "--out", str(again), "--coordinator", coordinator,
+               "--num-processes", "2", "--process-id", str(i), devices=2) for i in range(2)],
+      timeout=600)
+  for stage in ("cnn", "dnn", "fusion"):
+    assert f"[{stage}] resumed from" in outputs[0], outputs[0][-3000:]
+  _assert_same_variables(shared, again)
   code, output = worker.finish(_merjax(*TRAIN, "--out", str(tmp_path / "one"), devices=4),
                                timeout=600)
   assert code == 0, output[-3000:]

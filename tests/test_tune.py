@@ -239,16 +239,12 @@ def test_a_trial_resumed_from_its_checkpoint_repeats_the_run_exactly(tmp_path):
   from merjax.batches.split import DeviceBatches
   from merjax.models import DNN
   from merjax.train import create_state, fit
-  from merjax.tune.checkpoint import (
-    load_variables,
-    read_trial_meta,
-    restore_trial_checkpoint,
-    save_trial_checkpoint,
-  )
+  from merjax.train.checkpoint import Checkpointer, load_variables, restore_run
 
   data = _blob_stage(256)
   config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=32, max_epochs=6,
                        train_accuracy_stop=None)
+  settings = {"stage": "dnn", **config.to_dict()}
   model = DNN(ModelConfig())
 
   init_rng, rng = jax.random.split(jax.random.key(0))
@@ -258,27 +254,30 @@ def test_a_trial_resumed_from_its_checkpoint_repeats_the_run_exactly(tmp_path):
 
   saved = []
 
-  def keep_best(epoch, record, state, stopper):
+  def keep_best(epoch, record, state, stopper):  # what run_trial hands Ray on each new best
     if stopper.improved and epoch < 4:  # the last checkpoint before a "crash" after epoch 4
       directory = tmp_path / f"ckpt{epoch}"
-      save_trial_checkpoint(directory, state=state, stopper=stopper, epoch=epoch,
-                            meta={"hparams": LOWER_END})
+      with Checkpointer(directory, config=settings) as checkpoints:
+        checkpoints.save(next_epoch=epoch + 1, state=state, best_state=state, rng=rng,
+                         stopper=stopper, history=[])
       saved.append(directory)
 
   # fit donates its state, so the uninterrupted run trains a copy.
   full = fit(jax.tree.map(jnp.copy, initial), train_batches=train, val_batches=val,
              config=config, rng=rng, log=None, on_epoch_end=keep_best)
-  state, stopper, meta = restore_trial_checkpoint(saved[-1], like=initial)
-  assert meta["hparams"] == LOWER_END and read_trial_meta(saved[-1])["epoch"] == meta["epoch"]
-  assert stopper.epochs_seen == meta["epoch"]
-  resumed = fit(state, train_batches=train, val_batches=val, config=config, rng=rng, log=None,
-                stopper=stopper)
-  again = full.history[meta["epoch"]:]
+  restored = restore_run(saved[-1], state=initial, rng=rng, config=settings)
+  assert restored.stopper.epochs_seen == restored.next_epoch
+  resumed = fit(restored.state, train_batches=train, val_batches=val, config=config, rng=rng,
+                log=None, stopper=restored.stopper)
+  again = full.history[restored.next_epoch:]
   assert [h["epoch"] for h in resumed.history] == [h["epoch"] for h in again]
   for a, b in zip(resumed.history, again):
     assert a["train_loss"] == b["train_loss"] and a["val_accuracy"] == b["val_accuracy"]
   assert resumed.best_val_accuracy == full.best_val_accuracy
-  assert set(load_variables(saved[-1])) == {"params"}
+  variables = load_variables(saved[-1])
+  assert set(variables) == {"params"}
+  jax.tree.map(np.testing.assert_array_equal, variables["params"],
+               jax.device_get(restored.best_state.params))
 
 
 def test_tune_command_rejects_bad_arguments_in_one_line(tmp_path, capsys):

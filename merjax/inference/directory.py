@@ -5,11 +5,14 @@ Layout::
     MODEL_DIR/
       config.json            the run's Config
       preprocessing.json     log-mel mean/std and the fitted feature preprocessing
-      cnn/ dnn/ fusion/      orbax checkpoints of each stage's variables
+      variables/             the variables of the three stages, {"cnn", "dnn", "fusion"}: a
+                             checkpoint of kind "model" (:mod:`merjax.train.checkpoint`)
       training.json          per-stage history, best epoch and stop reason (optional)
 
 :func:`save_model` writes everything into a temporary sibling directory and renames it into
 place, so an interrupted save never leaves a half-written model that a rerun would refuse.
+In a multi-host run every process writes the variables into one agreed temporary directory and
+process 0 alone writes the JSON files and renames it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from merjax.inference.artefact import HybridModel
 from merjax.parallel.files import atomic_directory
 
 _STAGES = ("cnn", "dnn", "fusion")
+_FILES = ("config.json", "preprocessing.json", "variables")
 
 
 def save_model(model: HybridModel, path: str | os.PathLike, *,
@@ -39,7 +43,8 @@ def save_model(model: HybridModel, path: str | os.PathLike, *,
     The directory path.
   """
   import jax
-  import orbax.checkpoint as ocp
+
+  from merjax.train.checkpoint import save_arrays
 
   path = Path(path).absolute()
   if path.exists() and not path.is_dir():
@@ -47,10 +52,8 @@ def save_model(model: HybridModel, path: str | os.PathLike, *,
   if (path / "config.json").exists():
     raise MerjaxError(f"{path} already holds a model; choose another --out or delete it")
   with atomic_directory(path) as tmp:
-    checkpointer = ocp.StandardCheckpointer()
-    for stage in _STAGES:
-      checkpointer.save(tmp / stage, jax.device_get(getattr(model, stage)))
-    checkpointer.wait_until_finished()
+    save_arrays(tmp / "variables", step=0, kind="model",
+                arrays={stage: getattr(model, stage) for stage in _STAGES})
     if jax.process_index() != 0:  # orbax writes with every process; the rest is process 0's
       return path
     preprocessing = {"mel_mean": model.mel_mean, "mel_std": model.mel_std,
@@ -75,29 +78,39 @@ def load_model(path: str | os.PathLike, *, cnn_impl: str | None = None,
 
   Returns:
     The :class:`HybridModel`.
-  """
-  import orbax.checkpoint as ocp
 
+  Raises:
+    MerjaxError: one line naming the directory: missing, not a model directory, or damaged.
+  """
   from merjax.config import config_from_dict
   from merjax.features import FeaturePreprocessor
+  from merjax.train.checkpoint import restore_arrays
 
   path = Path(path).absolute()
   if not path.is_dir():
     raise MerjaxError(f"{path}: no such model directory")
-  missing = [name for name in ("config.json", "preprocessing.json", *_STAGES)
-             if not (path / name).exists()]
+  missing = [name for name in _FILES if not (path / name).exists()]
   if missing:
     raise MerjaxError(f"{path} is not a merjax model directory (missing {', '.join(missing)})")
-  config = config_from_dict(json.loads((path / "config.json").read_text()))
+  config = config_from_dict(_read_json(path / "config.json"))
   execution = {key: value for key, value in (("cnn_impl", cnn_impl), ("dtype", dtype))
                if value is not None}
   if execution:  # execution settings, not part of what was learned (checked by ModelConfig)
     config = config.replace(model=config.model.replace(**execution))
-  preprocessing = json.loads((path / "preprocessing.json").read_text())
-  checkpointer = ocp.StandardCheckpointer()
-  variables = {stage: checkpointer.restore(path / stage) for stage in _STAGES}
+  preprocessing = _read_json(path / "preprocessing.json")
+  restored = restore_arrays(path / "variables", kind="model")
+  if restored is None or set(restored[1]) != set(_STAGES):
+    raise MerjaxError(f"{path / 'variables'} holds no model variables (cnn, dnn, fusion)")
+  variables = restored[1]
   features = preprocessing["features"]
   return HybridModel(config=config, **variables, mel_mean=preprocessing["mel_mean"],
                      mel_std=preprocessing["mel_std"],
                      feature_preprocessor=(None if features is None
                                            else FeaturePreprocessor.from_dict(features)))
+
+
+def _read_json(file: Path) -> Any:
+  try:
+    return json.loads(file.read_text())
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise MerjaxError(f"{file} is damaged: {error}") from None

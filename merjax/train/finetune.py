@@ -95,7 +95,7 @@ def finetune_hybrid(model: HybridModel, data: StageData, *, config: TrainConfig 
   split = {name: {"inputs": pack_inputs(data.mels[name], data.features[name]),
                   "label": data.labels[name]} for name in ("train", "validate")}
 
-  fit = train_classifier(_Initialised(network, model.hybrid_variables()), train=split["train"],
+  fit = train_classifier(network, variables=model.hybrid_variables(), train=split["train"],
                          val=split["validate"], config=config, stage="finetune", log=log,
                          mesh=mesh)
   variables = jax.device_get(fit.state.variables)
@@ -107,18 +107,3 @@ def finetune_hybrid(model: HybridModel, data: StageData, *, config: TrainConfig 
       fusion={"params": variables["params"]["fusion"]})
   return tuned, fit
 
-
-class _Initialised:
-  """A module whose ``init`` returns given variables: :func:`train_classifier` then starts
-  from them (it only calls ``init`` and ``apply``)."""
-
-  def __init__(self, module: nn.Module, variables: dict):
-    self.module, self.variables = module, variables
-
-  def init(self, rngs, *args, **kwargs) -> dict:
-    del rngs, args, kwargs
-    return self.variables
-
-  @property
-  def apply(self):
-    return self.module.apply

@@ -125,11 +125,11 @@ def fit(state: TrainState, *, train_batches: Callable[[int], Iterable[dict]],
   epoch = stopper.epochs_seen
   checkpointer = None
   if workdir is not None:
-    from merjax.train.checkpoint import Checkpointer  # orbax is heavy: load it when asked
+    from merjax.train.checkpoint import Checkpointer, restore_run  # orbax is heavy: load late
 
-    checkpointer = Checkpointer(workdir, max_to_keep=max_to_keep,
-                                config={"stage": stage, **config.to_dict()})
-    restored = checkpointer.restore(state=state, rng=rng)
+    settings = {"stage": stage, **config.to_dict()}
+    checkpointer = Checkpointer(workdir, max_to_keep=max_to_keep, config=settings)
+    restored = restore_run(workdir, state=state, rng=rng, config=settings, missing_ok=True)
     if restored is not None:
       state, best_state, rng = restored.state, restored.best_state, restored.rng
       stopper, history, epoch = restored.stopper, restored.history, restored.next_epoch

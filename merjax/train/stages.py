@@ -35,7 +35,7 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
                      train_batches: Callable[[int], Any] | None = None,
                      device_memory_gb: float | None = None,
                      wrap_apply: Callable[[Callable], Callable] | None = None,
-                     **fit_kwargs) -> FitResult:
+                     variables: dict[str, Any] | None = None, **fit_kwargs) -> FitResult:
   """Trains one Flax classifier with the paper's protocol on in-memory splits.
 
   With several devices the run is data-parallel: ``config.batch_size`` is the global batch,
@@ -58,6 +58,7 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
     wrap_apply: optional ``apply_fn -> apply_fn`` for the train state, e.g.
       :meth:`merjax.batches.augmented.WaveformTraining.front_end` (waveforms in, log-mels made
       inside the jitted step).
+    variables: start from these variables instead of initialising (see :func:`create_state`).
     **fit_kwargs: passed to :func:`merjax.train.fit` (``on_epoch_end``, ``stopper``,
       ``workdir``).
 
@@ -67,7 +68,8 @@ def train_classifier(model, *, train: Split, val: Split, config: TrainConfig, st
   mesh = parallel.resolve_mesh(mesh)
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
-  state = create_state(model, jnp.asarray(train["inputs"][:1]), config, rng=init_rng)
+  state = create_state(model, jnp.asarray(train["inputs"][:1]), config,
+                       rng=init_rng if variables is None else None, variables=variables)
   if wrap_apply is not None:
     state = state.replace(apply_fn=wrap_apply(state.apply_fn))
   if train_batches is None:

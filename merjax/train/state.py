@@ -110,24 +110,30 @@ def _optimizer(optimizer: str, learning_rate: float) -> optax.GradientTransforma
   raise ValueError(f"unknown optimizer {optimizer!r}")
 
 
-def create_state(model, example_inputs: jax.Array, config: TrainConfig, *, rng: jax.Array
+def create_state(model, example_inputs: jax.Array, config: TrainConfig, *,
+                 rng: jax.Array | None = None, variables: dict[str, Any] | None = None
                  ) -> TrainState:
-  """Initialises a model's variables and optimizer state.
+  """A model's train state at step 0: new variables (``rng``) or given ones (``variables``).
 
   Args:
     model: a Flax module called as ``model(inputs, train=..., mask=...)``.
-    example_inputs: a batch with the real input shape (only the shape is used).
+    example_inputs: a batch with the real input shape (only the shape is used, to initialise).
     config: the stage's training settings.
     rng: the initialisation key.
+    variables: start from these variables instead (``params`` and, with BatchNorm,
+      ``batch_stats``; e.g. a trained model's, to fine-tune it).
 
   Returns:
-    A fresh :class:`TrainState` at step 0.
+    A :class:`TrainState` at step 0 with a fresh optimizer state.
   """
-  params_rng, dropout_rng = jax.random.split(rng)
-  variables = _init_variables(model, params_rng, dropout_rng, jnp.zeros_like(example_inputs))
+  if (rng is None) == (variables is None):
+    raise ValueError("create_state needs either rng (to initialise) or variables")
+  if variables is None:
+    params_rng, dropout_rng = jax.random.split(rng)
+    variables = _init_variables(model, params_rng, dropout_rng, jnp.zeros_like(example_inputs))
   tx = make_optimizer(config)
   params = variables["params"]
-  # Every process initialises on its own: a multi-host run must start from one state.
+  # Every process initialises (or loads) on its own: a multi-host run must start from one state.
   assert_same_on_every_process(variables, what="the initial variables")
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),

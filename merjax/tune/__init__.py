@@ -3,7 +3,6 @@
 Needs the ``tune`` extra (``pip install 'merjax[tune]'``: Ray Tune, optuna).
 """
 
-from merjax.tune.checkpoint import load_variables as load_variables
 from merjax.tune.run import TuneOutcome as TuneOutcome
 from merjax.tune.run import tune_dataset as tune_dataset
 from merjax.tune.run import tune_stages as tune_stages

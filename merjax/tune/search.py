@@ -84,7 +84,7 @@ class StageSearch:
 
   def best_variables(self) -> dict:
     """The best trial's model variables (its best epoch)."""
-    from merjax.tune.checkpoint import load_variables
+    from merjax.train.checkpoint import load_variables
     return load_variables(self.best.checkpoint)
 
   def to_dict(self) -> dict:

@@ -2,9 +2,10 @@
 
 It trains the stage's network with the trial's optimizer, learning rate and batch size under
 the paper's stopping rules (:func:`merjax.train.fit` with :class:`EarlyStopping`), reports
-every epoch to Ray Tune, and checkpoints each new best epoch with orbax
-(:mod:`merjax.tune.checkpoint`). A trial Ray restores after an interruption continues from
-that checkpoint and repeats the epochs after it exactly.
+every epoch to Ray Tune, and checkpoints each new best epoch as a training run
+(:mod:`merjax.train.checkpoint`: a trial is a run whose work dir Ray owns). A trial Ray
+restores after an interruption continues from that checkpoint and repeats the epochs after it
+exactly.
 """
 
 from __future__ import annotations
@@ -86,9 +87,9 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
 
   from merjax import parallel
   from merjax.batches.split import DeviceBatches
+  from merjax.train.checkpoint import Checkpointer, restore_run
   from merjax.train.fit import fit
   from merjax.train.state import create_state
-  from merjax.tune.checkpoint import restore_trial_checkpoint, save_trial_checkpoint
 
   config = apply_point(setup.train, point)
   # Ray makes only the trial's own GPUs visible: with several, train over a mesh of them.
@@ -99,10 +100,12 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
   state = create_state(stage_model(setup.stage, setup.model), jnp.asarray(train["inputs"][:1]),
                        config, rng=init_rng)
   stopper = None
+  settings = {"stage": setup.stage, **config.to_dict()}
   checkpoint = tune.get_checkpoint()
   if checkpoint is not None:
     with checkpoint.as_directory() as directory:
-      state, stopper, _ = restore_trial_checkpoint(directory, like=state)
+      restored = restore_run(directory, state=state, rng=dropout_rng, config=settings)
+    state, stopper = restored.state, restored.stopper
 
   def report(epoch: int, record: dict, state, stopper) -> None:
     metrics = _result(record, stopper, point)
@@ -110,9 +113,9 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
       tune.report(metrics)
       return
     with tempfile.TemporaryDirectory(prefix="merjax-trial-") as directory:
-      save_trial_checkpoint(directory, state=state, stopper=stopper, epoch=epoch,
-                            meta={"stage": setup.stage, "hparams": point,
-                                  "val_accuracy": record["val_accuracy"]})
+      with Checkpointer(directory, config=settings) as checkpoints:  # Ray keeps the history
+        checkpoints.save(next_epoch=epoch + 1, state=state, best_state=state, rng=dropout_rng,
+                         stopper=stopper, history=[])
       tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
   train_batches = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,

@@ -30,7 +30,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -49,12 +49,12 @@ BATCH_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)
 
 
 class _Replaceable:
-  def replace(self, **changes: Any):
+  def replace(self, **changes: Any) -> Self:
     """Returns a copy with ``changes`` applied (fields are validated again)."""
-    return dataclasses.replace(self, **changes)
+    return dataclasses.replace(self, **changes)  # type: ignore[type-var]  # subclasses are dataclasses
 
   def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
+    return dataclasses.asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,7 +403,8 @@ def paper_config(dataset: str = DEFAULT_PRESET, *, preset: str | None = None) ->
   if preset is not None and preset not in _TABLE2:
     raise MerjaxError(f"unknown Table 2 preset {preset!r}; presets: {', '.join(PAPER_DATASETS)}")
   preset = preset or preset_for(dataset)
-  return Config(**{stage: paper_hparams(preset, stage) for stage in STAGES})
+  return Config(cnn=paper_hparams(preset, "cnn"), dnn=paper_hparams(preset, "dnn"),
+                fusion=paper_hparams(preset, "fusion"))
 
 
 _SECTIONS: dict[str, type] = {"audio": AudioConfig, "augment": AugmentConfig,

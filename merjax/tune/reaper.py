@@ -133,6 +133,7 @@ def reaped() -> Iterator[None]:
     else:
       os.environ[ENV] = saved
     with contextlib.suppress(OSError):
+      assert watchdog.stdin is not None  # started with stdin=PIPE
       watchdog.stdin.write(_DONE + b"\n")
       watchdog.stdin.close()
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -85,7 +85,10 @@ class StageSearch:
   def best_variables(self) -> dict:
     """The best trial's model variables (its best epoch)."""
     from merjax.train.checkpoint import load_variables
-    return load_variables(self.best.checkpoint)
+    best = self.best
+    if best.checkpoint is None:
+      raise MerjaxError(f"trial {best.number} left no checkpoint")
+    return load_variables(best.checkpoint)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -113,8 +116,9 @@ def _error_reason(error: BaseException | None) -> str | None:
   if error is None:
     return None
   cause = error
-  while getattr(cause, "cause", None) is not None and cause.cause is not cause:
-    cause = cause.cause
+  # Ray's wrapped task errors chain the original exception through ``.cause``.
+  while (inner := getattr(cause, "cause", None)) is not None and inner is not cause:
+    cause = inner
   text = str(cause).strip()
   # Ray's task errors carry the remote traceback; the exception line is the last one.
   lines = [line for line in text.splitlines() if line.strip()]
@@ -167,7 +171,7 @@ def choose_best(trials: Sequence[TrialRecord]) -> TrialRecord:
   if not usable:
     reasons = "; ".join(f"trial {t.number}: {t.error or t.status}" for t in trials)
     raise MerjaxError(f"every trial failed ({reasons or 'no trials ran'})")
-  return max(sorted(usable, key=lambda t: t.number), key=lambda t: t.best_val_accuracy)
+  return max(sorted(usable, key=lambda t: t.number), key=lambda t: t.best_val_accuracy or 0.0)
 
 
 def _progress_callback(stage: str, total: int, log: Callable[[str], Any] | None):

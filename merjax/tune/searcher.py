@@ -36,7 +36,7 @@ from merjax.tune.space import SearchSpace
 try:  # Ray is the optional `tune` extra; the module stays importable without it.
   from ray.tune.search import Searcher as _Searcher
 except ImportError:  # pragma: no cover - exercised only without the extra
-  _Searcher = object
+  _Searcher = object  # type: ignore[misc,assignment]
 
 SEARCHERS: tuple[str, ...] = ("gp", "tpe", "random")
 
@@ -142,7 +142,8 @@ class GPSearcher(_Searcher):
     mean, std = gp.predict(np.stack([self.space.encode(p) for p in candidates]), return_std=True)
     return candidates[int(np.argmax(mean + self.beta * std))]
 
-  def suggest(self, trial_id: str) -> dict | str | None:
+  # Ray's signature says Optional[Dict], but its own protocol returns the FINISHED string.
+  def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]
     """The next point, or ``Searcher.FINISHED`` once every point was suggested."""
     candidates = self._untried()
     if not candidates:
@@ -208,8 +209,9 @@ def _optuna_tpe(space: SearchSpace, *, metric: str, config: TuneConfig, startup:
     raise MerjaxError(f"--searcher tpe needs optuna ({error}); pip install 'merjax[tune]'"
                       ) from None
   optuna.logging.set_verbosity(optuna.logging.WARNING)
-  distributions = {key: optuna.distributions.CategoricalDistribution(list(values))
-                   for key, values in space.choices().items()}
+  categorical = optuna.distributions.CategoricalDistribution
+  distributions: dict[str, optuna.distributions.BaseDistribution] = {
+      key: categorical(list(values)) for key, values in space.choices().items()}
   sampler = optuna.samplers.TPESampler(n_startup_trials=startup, seed=config.seed)
   return OptunaSearch(space=distributions, metric=metric, mode="max", sampler=sampler,
                       points_to_evaluate=points_to_evaluate)

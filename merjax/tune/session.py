@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from merjax.errors import MerjaxError
 from merjax.tune.reaper import reaped
@@ -70,8 +71,8 @@ def ray_session(*, address: str | None = None, num_cpus: int | None = None,
   if ray.is_initialized():  # the caller's session (e.g. a notebook or a test fixture)
     yield
     return
-  options = dict(include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+  options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
+                                 logging_level=logging.WARNING)
   with contextlib.ExitStack() as stack:
     if address is None or _is_loopback(address):
       stack.enter_context(_loopback_only())

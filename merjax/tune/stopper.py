@@ -18,7 +18,7 @@ from merjax.train.stopping import EarlyStopping
 try:
   from ray.tune.stopper import Stopper as _Stopper
 except ImportError:  # pragma: no cover - exercised only without the `tune` extra
-  _Stopper = object
+  _Stopper = object  # type: ignore[misc,assignment]
 
 
 class PaperStopper(_Stopper):

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from merjax.audio.io import decode, fix_length
+from merjax.audio.io import decode, fix_length, to_mono
 from merjax.errors import MerjaxError
 
 SEGMENTS = ("first", "middle", "windows")
@@ -123,7 +123,7 @@ def _read_span(path: str, *, start: int, stop: int, sample_rate: int, info) -> n
   if len(y) < last - first:
     raise MerjaxError(f"{path}: truncated file: frames {first}-{last} of the {info.frames} "
                       f"its header declares could not be read")
-  y = y.mean(axis=1)
+  y = to_mono(y.T)
   if native != sample_rate:
     y = soxr.resample(y, native, sample_rate, quality="soxr_hq")
   offset = start - first * sample_rate // native

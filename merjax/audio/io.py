@@ -6,8 +6,9 @@ AIFF), and nothing else: unlike librosa, merjax never falls back to audioread, w
 decode a damaged file differently there. So a file gives the same samples, or the same error,
 on every machine with the same libsndfile; :func:`decoder_info` names it, and prepared stores
 record it. Channels are averaged to mono and the signal is resampled with soxr's high-quality
-mode (librosa's default ``res_type="soxr_hq"``), then cut to the exact length
-``ceil(n * target / source)`` that librosa returns. On valid files the result is bit-identical to
+mode (librosa's default ``res_type="soxr_hq"``), one block of frames at a time through soxr's
+streaming resampler (the same samples as resampling the whole signal at once), then cut to the
+exact length ``ceil(n * target / source)`` that librosa returns. On valid files the result is bit-identical to
 ``librosa.load``. Unlike librosa, empty, corrupt, truncated and unsupported files raise
 :class:`merjax.errors.MerjaxError` naming the file and the reason instead of returning short or
 silent audio.

@@ -64,10 +64,55 @@ def reference_log_mel(y: np.ndarray) -> np.ndarray:
                              amin=1e-10, top_db=80.0)
 
 
-def main() -> None:
-  args = parser(__doc__.splitlines()[0], batches=BATCHES).parse_args()
+def transform_row(name: str, waveforms: np.ndarray, device_waveforms: jax.Array,
+                  drawn: dict[str, np.ndarray], *, repeats: int, librosa_name: str) -> dict:
+  """One transform on one batch: merjax (batched, on the device) against the per-clip reference."""
   from merjax import audio
 
+  batch = len(waveforms)
+  slow = name in ("time_stretch", "pitch_shift")
+  some = range(min(batch, SLOW_REFERENCE_CLIPS) if slow else batch)
+  ours = time_call(lambda: audio.apply_transform(device_waveforms, drawn[name],
+                                                 transform=name).block_until_ready(),
+                   repeats=repeats) / batch
+  reference = time_call(lambda: [reference_transform(name, waveforms[i], drawn[name][i])
+                                 for i in some], repeats=1, warmup=1) / len(some)
+  extra = {}
+  if name == "pitch_shift":
+    extra["reference_fft"] = time_call(
+        lambda: [reference_transform(name, waveforms[i], drawn[name][i], res_type="fft")
+                 for i in some], repeats=1, warmup=0) / len(some)
+  return row(name, unit="s/clip", ours=ours, reference=reference,
+             reference_name=librosa_name if slow else f"numpy {np.__version__}", batch=batch,
+             **extra)
+
+
+def augment_then_mel_row(waveforms: np.ndarray, device_waveforms: jax.Array,
+                         drawn: dict[str, np.ndarray], *, repeats: int,
+                         librosa_name: str) -> dict:
+  """``augment_log_mel`` on one batch against the librosa transforms and log-mels per clip."""
+  from merjax import audio
+
+  batch = len(waveforms)
+  key = jax.random.key(0)
+  ours = time_call(lambda: jax.block_until_ready(audio.augment_log_mel(key, device_waveforms)),
+                   repeats=repeats) / batch
+  some = range(min(batch, SLOW_REFERENCE_CLIPS))
+
+  def reference_all():
+    for i in some:
+      y = waveforms[i]
+      variants = [y] + [reference_transform(name, y, drawn[name][i]) for name in drawn]
+      for v in variants:
+        reference_log_mel(v)
+
+  reference = time_call(reference_all, repeats=1, warmup=0) / len(some)
+  return row("augment_then_mel", unit="s/clip", ours=ours, reference=reference,
+             reference_name=librosa_name, batch=batch)
+
+
+def main() -> None:
+  args = parser(__doc__.splitlines()[0], batches=BATCHES).parse_args()
   librosa_name = f"librosa {librosa.__version__}"
   rows = []
   for batch in args.batch:
@@ -76,39 +121,11 @@ def main() -> None:
     drawn = parameters(batch)
     repeats = 2 if batch < 32 else 1
     for name in ("time_shift", "power_shift", "time_stretch", "pitch_shift"):
-      slow = name in ("time_stretch", "pitch_shift")
-      some = range(min(batch, SLOW_REFERENCE_CLIPS) if slow else batch)
-      ours = time_call(lambda: audio.apply_transform(device_waveforms, drawn[name],
-                                                     transform=name).block_until_ready(),
-                       repeats=repeats) / batch
-      reference = time_call(lambda: [reference_transform(name, waveforms[i], drawn[name][i])
-                                     for i in some], repeats=1, warmup=1) / len(some)
-      extra = {}
-      if name == "pitch_shift":
-        extra["reference_fft"] = time_call(
-            lambda: [reference_transform(name, waveforms[i], drawn[name][i], res_type="fft")
-                     for i in some], repeats=1, warmup=0) / len(some)
-      rows.append(row(name, unit="s/clip", ours=ours, reference=reference,
-                      reference_name=librosa_name if slow else f"numpy {np.__version__}",
-                      batch=batch, **extra))
-
-    key = jax.random.key(0)
-    ours = time_call(lambda: jax.block_until_ready(audio.augment_log_mel(key, device_waveforms)),
-                     repeats=repeats) / batch
-    some = range(min(batch, SLOW_REFERENCE_CLIPS))
-
-    def reference_all():
-      for i in some:
-        y = waveforms[i]
-        variants = [y] + [reference_transform(name, y, drawn[name][i]) for name in drawn]
-        for v in variants:
-          reference_log_mel(v)
-
-    reference = time_call(reference_all, repeats=1, warmup=0) / len(some)
-    rows.append(row("augment_then_mel", unit="s/clip", ours=ours, reference=reference,
-                    reference_name=librosa_name, batch=batch))
+      rows.append(transform_row(name, waveforms, device_waveforms, drawn, repeats=repeats,
+                                librosa_name=librosa_name))
+    rows.append(augment_then_mel_row(waveforms, device_waveforms, drawn, repeats=repeats,
+                                     librosa_name=librosa_name))
   emit("augment", rows, as_json=args.json, markdown=args.markdown, extra_columns=("batch",))
-
 
 if __name__ == "__main__":
   main()

@@ -61,8 +61,8 @@ def bench_decode(tmp: str, *, mp3: list[str], wav: list[str], repeats: int) -> l
   rows = []
   for fmt, paths in (("mp3", mp3), ("wav", wav)):
     clips = len(paths)
-    reference = time_call(lambda: [_librosa_load(p) for p in paths], repeats=repeats)
-    ours = time_call(lambda: [load_audio(p) for p in paths], repeats=repeats)
+    reference = time_call(lambda paths=paths: [_librosa_load(p) for p in paths], repeats=repeats)
+    ours = time_call(lambda paths=paths: [load_audio(p) for p in paths], repeats=repeats)
     common = dict(unit="clips/s", reference=clips / reference,
                   reference_name="librosa.load(sr=16000), 1 process", higher_is_better=True,
                   format=fmt, input="30 s 44.1 kHz stereo")
@@ -71,7 +71,8 @@ def bench_decode(tmp: str, *, mp3: list[str], wav: list[str], repeats: int) -> l
     workers = os.cpu_count() or 1
     counter = itertools.count()
 
-    def parallel():  # a fresh cache each time, so every clip is really decoded
+    # A fresh cache each time, so every clip is really decoded.
+    def parallel(songs=songs, counter=counter, workers=workers):
       decode_songs(songs, directory=os.path.join(tmp, f"cache{next(counter)}"), workers=workers,
                    progress=False)
 
@@ -118,7 +119,8 @@ def bench_batches(tmp: str, *, mp3: list[str], clips: int, batch_size: int, epoc
                     transform=pcm_to_float, worker_count=workers)
     epoch = itertools.count()
 
-    def some_epochs():  # many batches per timing, so prefetch buffers do not flatter the rate
+    # Many batches per timing, so prefetch buffers do not flatter the rate.
+    def some_epochs(loader=loader, epoch=epoch):
       for _ in range(epochs):
         for batch in loader.epoch(next(epoch)):
           assert batch["waveform"].dtype == np.float32

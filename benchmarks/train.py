@@ -151,7 +151,7 @@ def measure(*, devices: int, impls: list[str], batches: list[int], cnn_steps: in
       results.append({"case": "cnn_train", "impl": name, "devices": devices, "batch": batch,
                       "rates": values})
     fusion = _Runner(*_fusion_case(batch=batch, mesh=mesh), batch=batch, sync=sync)
-    runners = {"fast": lambda: fusion.run(fusion_steps)}
+    runners = {"fast": lambda r=fusion: r.run(fusion_steps)}
     if keras:
       runners["keras"] = _keras_fusion_runner(batch=batch, steps=fusion_steps)
     for name, values in _interleaved(runners, repeats=repeats).items():
@@ -228,9 +228,9 @@ def _worker(args, common: dict[str, Any]) -> dict[str, Any] | None:
 
 def _forwarded(args, *, impls: list[str]) -> list[str]:
   steps = [] if args.cnn_steps is None else ["--cnn-steps", str(args.cnn_steps)]
-  return ["--impl", *impls, "--batch", *map(str, args.batch), *steps, "--fusion-steps", str(args.fusion_steps), "--repeats",
-          str(args.repeats), "--frames", str(args.frames), "--n-mels", str(args.n_mels),
-          "--dtype", args.dtype]
+  return ["--impl", *impls, "--batch", *map(str, args.batch), *steps,
+          "--fusion-steps", str(args.fusion_steps), "--repeats", str(args.repeats),
+          "--frames", str(args.frames), "--n-mels", str(args.n_mels), "--dtype", args.dtype]
 
 
 def _rows(results: list[dict[str, Any]], *, keras_name: str | None) -> list[dict[str, Any]]:

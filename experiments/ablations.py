@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from merjax.config import PAPER_DATASETS, STAGES, Config, paper_config
+from merjax.config import STAGES, Config, paper_config
 
 TRANSFORMS = ("time_shift", "pitch_shift", "time_stretch", "power_shift")
 MODELS = {"dnn": "FE only (DNN)", "cnn": "FL only (CNN)", "hybrid": "Hybrid, frozen fusion",
@@ -64,9 +64,8 @@ class Cell:
 
 
 def experiment(dataset: str = "merge:audio_balanced") -> Config:
-  """The base protocol: the paper's Table 2 settings when the dataset has them."""
-  preset = dataset.split(":70_15_15")[0].replace(":", "_").lower()
-  return paper_config(preset) if preset in PAPER_DATASETS else paper_config()
+  """The base protocol: the paper's Table 2 settings for the dataset (its preset_for)."""
+  return paper_config(dataset)
 
 
 def ablation_grid(base: Config) -> list[Cell]:
@@ -99,9 +98,9 @@ def quick(base: Config, *, max_epochs: int = 12) -> Config:
 
 
 def with_seed(config: Config, seed: int) -> Config:
-  """The config of one repetition: every stage and the augmentation draw from ``seed``."""
-  stages = {stage: config.stage(stage).replace(seed=seed) for stage in STAGES}
-  return config.replace(augment=config.augment.replace(seed=seed), **stages)
+  """The config of one repetition: every stage and the augmentation draw from ``seed``
+  (:func:`merjax.config.derive_seed`); the data seed stays, so all repetitions share the data."""
+  return config.replace(seed=seed)
 
 
 def t_interval(values: Sequence[float], *, confidence: float = 0.95) -> dict[str, float]:

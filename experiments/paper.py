@@ -75,12 +75,11 @@ def quick(*, seed: int = 0) -> Config:
   12 epochs over batch sizes {16, 32} (larger batches are mostly padding on 44 training clips),
   without augmentation."""
   config = experiment(QUICK_REFERENCE)
-  stages = {stage: config.stage(stage).replace(max_epochs=12, patience=4, seed=seed)
-            for stage in STAGES}
+  stages = {stage: config.stage(stage).replace(max_epochs=12, patience=4) for stage in STAGES}
   return config.replace(
       audio=config.audio.replace(clip_seconds=3.0),
-      augment=config.augment.replace(mode="none", seed=seed), seed=seed,
-      tune=config.tune.replace(trials=3, startup_trials=2, batch_sizes=(16, 32), seed=seed),
+      augment=config.augment.replace(mode="none"), seed=seed, data_seed=seed,
+      tune=config.tune.replace(trials=3, startup_trials=2, batch_sizes=(16, 32)),
       **stages)
 
 
@@ -262,8 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.startup_trials is not None:
       config = config.replace(tune=config.tune.replace(startup_trials=args.startup_trials))
     if not args.quick and args.seed:
-      config = config.replace(seed=args.seed, tune=config.tune.replace(seed=args.seed), **{
-          stage: config.stage(stage).replace(seed=args.seed) for stage in STAGES})
+      config = config.replace(seed=args.seed)
     if args.max_concurrent is not None:
       config = config.replace(tune=config.tune.replace(max_concurrent=args.max_concurrent))
     return config

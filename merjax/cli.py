@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> int:
-  """The ``merjax`` console script: XLA defaults for this host (:mod:`merjax.parallel.platform`), then
-  :func:`main`. Tests call :func:`main` directly, in a process whose backend already runs."""
+  """The ``merjax`` console script: XLA defaults for this host (:mod:`merjax.parallel.platform`),
+  then :func:`main`. Tests call :func:`main` directly, in a process whose backend already runs."""
   from merjax.parallel import platform as runtime
   runtime.apply_xla_cpu_defaults()
   return main()

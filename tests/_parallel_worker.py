@@ -43,10 +43,10 @@ def finish(proc: subprocess.Popen, *, timeout: float) -> tuple[int, str]:
   """Waits for a worker (killing it past ``timeout``); returns its exit code and output."""
   try:
     output, _ = proc.communicate(timeout=timeout)
-  except subprocess.TimeoutExpired:
+  except subprocess.TimeoutExpired as timeout_error:
     proc.kill()
     output, _ = proc.communicate()
-    raise AssertionError(f"worker timed out after {timeout}s:\n{output[-3000:]}")
+    raise AssertionError(f"worker timed out after {timeout}s:\n{output[-3000:]}") from timeout_error
   return proc.returncode, output
 
 

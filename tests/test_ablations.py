@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from merjax.config import Config
+from merjax.config import STAGES, Config, derive_seed, paper_config
 from merjax.train.finetune import finetune_hybrid, pack_inputs
 from merjax.train.stages import StageData, train_hybrid
 
@@ -44,8 +44,17 @@ def test_grid_cells_differ_from_the_base_only_in_their_augmentation():
   assert "dnn" in by_key["none"].models and "dnn" not in by_key["offline"].models
   assert "hybrid_finetuned" in by_key["offline"].models
   seeded = ablations.with_seed(base, 7)
-  assert {seeded.stage(s).seed for s in ("cnn", "dnn", "fusion")} == {7}
-  assert seeded.augment.seed == 7 and seeded.seed == base.seed  # the data stay fixed
+  assert seeded.seed == 7 and seeded.data_seed == base.data_seed  # the data stay fixed
+  assert [seeded.stage(s).seed for s in STAGES] == [derive_seed(7, s) for s in STAGES]
+  assert seeded.augment.seed == derive_seed(7, "augment") != base.augment.seed
+
+
+def test_base_config_is_the_datasets_own_table2_preset():
+  # Both splits of a subset share its preset (the 40-30-30 split once fell back to Audio
+  # Balanced's).
+  assert ablations.experiment("merge:audio_complete:40_30_30") == paper_config(
+      preset="merge_audio_complete")
+  assert ablations.experiment("merge:bimodal_balanced").cnn.optimizer == "adam"
 
 
 def test_t_interval_matches_the_student_t_formula():

@@ -241,7 +241,7 @@ def test_audio_outside_quadrant_folders_is_reported(tmp_path, capsys):
   assert "      3      3      3      3      12" in out  # every quadrant file still prepared
 
 
-# -- 5. output paths --------------------------------------------------------------------------------
+# -- 5. output paths ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("option", ["--out", "--workdir"])
 def test_train_refuses_a_read_only_output_before_any_work(readonly_dir, tmp_path, capsys,
@@ -360,7 +360,7 @@ def test_arguments_are_refused_before_any_work(tmp_path, capsys, monkeypatch, ar
     assert not sys.modules["ray"].is_initialized()
 
 
-# -- 7. a damaged archive is named ------------------------------------------------------------------
+# -- 7. a damaged archive is named ------------------------------------------------------------
 
 def test_a_truncated_merge_zip_is_named(merge_release, tmp_path, capsys):
   archive = fx.zip_folder(fx.copy_tree(merge_release, str(tmp_path / "MERGE_Audio_Balanced")))

@@ -8,7 +8,6 @@ import pytest
 
 from merjax.cli import build_parser
 from merjax.commands._options import config_from_args, parse_batch_sizes
-from merjax.commands.tune import tune_config_from_args
 from merjax.config import paper_config, resolve_cnn_impl
 from merjax.errors import MerjaxError
 from merjax.parallel import platform as runtime
@@ -57,7 +56,7 @@ def test_train_options_reach_the_config():
 
 def test_tune_searches_every_batch_size_unless_one_is_fixed():
   args = _args("tune", "--dataset", "synthetic", "--out", "t", "--batch-size", "cnn=512")
-  tune = tune_config_from_args(args).tune
+  tune = config_from_args(args).tune
   assert tune.fixed_batch_sizes == (("cnn", 512),)
   assert SearchSpace.from_config(stage_search_config(tune, "cnn")).batch_sizes == (512,)
   assert stage_search_config(tune, "dnn").batch_sizes == (16, 32, 64, 128, 256)

@@ -65,8 +65,10 @@ def test_conv2d_valid_equals_lax_conv_in_values_and_gradients(shape, channels):
   # 20 examples and 20 channels exercise the uneven blocks of the kernel gradient.
   x = jax.random.normal(jax.random.key(0), shape)
   kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], channels))
-  plain = lambda a, k: lax.conv_general_dilated(a, k, (1, 1), "VALID",
-                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  def plain(a, k):
+    return lax.conv_general_dilated(a, k, (1, 1), "VALID",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
   out = jax.jit(conv.conv2d_valid)(x, kernel)
   ref = plain(x, kernel)
   assert out.shape == ref.shape == (shape[0], shape[1] - 2, shape[2] - 2, channels)

@@ -122,7 +122,7 @@ def test_brightness_roughness_and_harmonicity_move_the_right_way():
 def test_names_follow_the_convention_and_cover_every_dimension():
   names = feature_names()
   assert len(names) >= 500 and len(set(names)) == len(names)
-  pattern = re.compile(r"^(%s)\.[A-Za-z0-9_]+\.[a-z0-9_]+$" % "|".join(builtin.DIMENSIONS))
+  pattern = re.compile(rf"^({'|'.join(builtin.DIMENSIONS)})\.[A-Za-z0-9_]+\.[a-z0-9_]+$")
   assert all(pattern.match(n) for n in names), [n for n in names if not pattern.match(n)][:5]
   assert {n.split(".")[0] for n in names} == set(builtin.DIMENSIONS)
   assert feature_names(sample_rate=22050) == names

@@ -86,7 +86,8 @@ def test_missing_split_file(merge_root, tmp_path):
   top = shutil.copytree(os.path.join(merge_root, "MERGE_Audio_Balanced"),
                         tmp_path / "MERGE_Audio_Balanced")
   os.remove(os.path.join(top, split_file("audio_balanced", "70_15_15", "validate")))
-  with pytest.raises(MerjaxError, match=r"tvt_70_15_15_validate_audio_balanced\.csv: file not found"):
+  with pytest.raises(MerjaxError,
+                     match=r"tvt_70_15_15_validate_audio_balanced\.csv: file not found"):
     read_merge(top, subset="audio_balanced")
 
 

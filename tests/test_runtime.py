@@ -1,4 +1,4 @@
-"""merjax.parallel.platform: XLA defaults for the host, applied without overriding the user's flags."""
+"""merjax.parallel.platform: XLA defaults for the host, without overriding the user's flags."""
 
 import subprocess
 import sys

@@ -151,7 +151,8 @@ def test_prepared_dataset_api(prepared):
   assert set(item) == {"waveform", "label", "index"} and item["index"] == 5
   assert item["label"] == ds.labels[5]
   batch = ds.gather([3, 20, 3])
-  assert batch["waveform"].shape == (3, 16000) and batch["label"].tolist() == ds.labels[[3, 20, 3]].tolist()
+  assert batch["waveform"].shape == (3, 16000)
+  assert batch["label"].tolist() == ds.labels[[3, 20, 3]].tolist()
   np.testing.assert_array_equal(batch["waveform"][0], batch["waveform"][2])
   np.testing.assert_allclose(ds.waveforms([20])[0], ds.waveform(20))
   clone = pickle.loads(pickle.dumps(ds))
@@ -297,6 +298,7 @@ def test_cli_prepare(tmp_path, capsys):
           "--clip-seconds", "0.25", "--workers", "1", "--no-progress"]
   assert main(args) == 0
   out = capsys.readouterr().out
-  assert "folder:cli: prepared (12 clips decoded" in out and "use it with --dataset folder:cli" in out
+  assert "folder:cli: prepared (12 clips decoded" in out
+  assert "use it with --dataset folder:cli" in out
   assert main(["prepare", "merge", "--subset", "lyrics_complete", "--manual-dir", top]) == 2
   assert "lyrics only" in capsys.readouterr().err

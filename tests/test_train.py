@@ -113,8 +113,8 @@ def test_stage3_keeps_branches_bit_identical_and_matches_full_hybrid():
   rng = np.random.default_rng(0)
   labels = {s: (np.arange(n) % 4).astype(np.int32)
             for s, n in (("train", 16), ("validate", 8), ("test", 8))}
-  mels = {s: rng.normal(size=(len(l), 128, 100)).astype(np.float32) for s, l in labels.items()}
-  feats = {s: rng.normal(size=(len(l), 10)).astype(np.float32) for s, l in labels.items()}
+  mels = {s: rng.normal(size=(len(y), 128, 100)).astype(np.float32) for s, y in labels.items()}
+  feats = {s: rng.normal(size=(len(y), 10)).astype(np.float32) for s, y in labels.items()}
   quick = TrainConfig(max_epochs=2, batch_size=8)
   config = Config(cnn=quick, dnn=quick, fusion=quick.replace(optimizer="adam",
                                                              learning_rate=1e-2))

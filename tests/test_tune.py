@@ -164,18 +164,20 @@ def test_keras_tuner_default_start_up_is_three_per_hyperparameter(monkeypatch):
 def test_startup_trials_option(tmp_path, capsys):
   import argparse
 
-  from merjax.commands.tune import register, tune_config_from_args
+  from merjax.commands._options import config_from_args
+  from merjax.commands.tune import register
   parser = argparse.ArgumentParser()
   register(parser.add_subparsers())
   args = parser.parse_args(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o"),
                             "--startup-trials", "4"])
-  assert tune_config_from_args(args).tune.startup_trials == 4
+  assert config_from_args(args).tune.startup_trials == 4
   args = parser.parse_args(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o")])
-  assert tune_config_from_args(args).tune.startup_trials is None
+  assert config_from_args(args).tune.startup_trials is None
   assert main(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o"),
                "--startup-trials", "0"]) == 2
   err = capsys.readouterr().err
-  assert "--startup-trials must be at least 1" in err and len(err.strip().splitlines()) == 1
+  assert "--startup-trials 0: startup_trials must be at least 1" in err
+  assert len(err.strip().splitlines()) == 1
 
 
 def _objective(point):
@@ -283,7 +285,8 @@ def test_tune_command_rejects_bad_arguments_in_one_line(tmp_path, capsys):
   assert main(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "o"),
                "--trials", "0"]) == 2
   err = capsys.readouterr().err
-  assert "--trials must be at least 1" in err and len(err.strip().splitlines()) == 1
+  assert "--trials 0: trials must be at least 1, got 0" in err
+  assert len(err.strip().splitlines()) == 1
   (tmp_path / "taken" / "ray" / "cnn").mkdir(parents=True)
   assert main(["tune", "--dataset", "synthetic", "--out", str(tmp_path / "taken")]) == 2
   assert "pass --resume" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from merjax.batches.augmented import (
   offline_training_set,
 )
 from merjax.config import AudioConfig, AugmentConfig, ModelConfig, TrainConfig
+from merjax.errors import MerjaxError
 from merjax.inputs.log_mel import log_mels
 from merjax.models import CNN
 
@@ -168,7 +169,7 @@ def test_waveform_training_equals_precomputed_training(clips, precomputed):
 def test_auto_pipeline_is_precomputed_on_cpu_and_checked():
   assert augmentation.resolve_pipeline(AugmentConfig()) == "precomputed"
   assert augmentation.resolve_pipeline(AugmentConfig(pipeline="waveforms")) == "waveforms"
-  with pytest.raises(ValueError, match="pipeline"):
+  with pytest.raises(MerjaxError, match="pipeline"):
     AugmentConfig(pipeline="host")
 
 

@@ -185,7 +185,8 @@ def _floor_mul(n: jax.Array, rate: jax.Array):
   bits = lax.bitcast_convert_type(rate, jnp.int32)
   mantissa = (bits & 0x7FFFFF) | 0x800000
   shift = 150 - ((bits >> 23) & 0xFF)  # rate = mantissa * 2**-shift, shift in [18, 31]
-  carry, low = 0, 0
+  carry: jax.Array | int = 0
+  low: jax.Array | int = 0
   for digit in range(4):  # n * mantissa = carry * 2**18 + low, carried 6 bits at a time
     partial = n * ((mantissa >> (6 * digit)) & 63) + carry
     if digit < 3:
@@ -844,12 +845,13 @@ def draw_parameters(key: jax.Array, batch: int, *, transform: str, max_shift_sec
   """
   _check_ranges(max_shift_seconds=max_shift_seconds, max_semitones=max_semitones,
                 min_rate=min_rate, max_rate=max_rate, max_gain_db=max_gain_db)
-  low, high = {"time_shift": (-max_shift_seconds, max_shift_seconds),
-               "pitch_shift": (-max_semitones, max_semitones),
-               "time_stretch": (min_rate, max_rate),
-               "power_shift": (-max_gain_db, max_gain_db)}.get(transform, (None, None))
-  if low is None:
+  ranges = {"time_shift": (-max_shift_seconds, max_shift_seconds),
+            "pitch_shift": (-max_semitones, max_semitones),
+            "time_stretch": (min_rate, max_rate),
+            "power_shift": (-max_gain_db, max_gain_db)}
+  if transform not in ranges:
     raise MerjaxError(f"unknown augmentation {transform!r}; known: {', '.join(TRANSFORMS)}")
+  low, high = ranges[transform]
   keys = _clip_keys(key, batch)
   return jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32, low, high))(keys)
 
@@ -958,7 +960,7 @@ def augment_variants(key: jax.Array, waveforms: jax.Array, *,
   for name in transforms:
     if name not in TRANSFORMS:
       raise MerjaxError(f"unknown augmentation {name!r}; known: {', '.join(TRANSFORMS)}")
-    stream = jax.vmap(lambda k: jax.random.fold_in(k, TRANSFORMS.index(name)))(keys)
+    stream = jax.vmap(functools.partial(jax.random.fold_in, data=TRANSFORMS.index(name)))(keys)
     variants[name], parameters[name] = random_augment(stream, waveforms, transform=name,
                                                       sample_rate=sample_rate,
                                                       resampler=resampler, **ranges)

@@ -25,7 +25,7 @@ import math
 import os
 import re
 import struct
-from typing import BinaryIO, Union
+from typing import BinaryIO, TypeAlias
 
 import numpy as np
 
@@ -40,7 +40,7 @@ _TRUNCATION_TOLERANCE = (0.02, 0.5)
 # Native frames decoded at a time (6 s at 44.1 kHz, 2 MiB of float32 stereo).
 _BLOCK_FRAMES = 2**18
 
-Source = Union[str, os.PathLike, BinaryIO]
+Source: TypeAlias = str | os.PathLike | BinaryIO
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from merjax.errors import MerjaxError
 
@@ -126,16 +127,15 @@ def _mel_bands(sample_rate: int, n_fft: int, n_mels: int, fmin: float,
   return tuple(bands)
 
 
-def _check_waveforms(waveforms: jax.Array) -> jax.Array:
+def _check_waveforms(waveforms: ArrayLike) -> jax.Array:
   """``waveforms`` as a float32 array of shape (batch, samples), or a MerjaxError."""
-  if not hasattr(waveforms, "ndim"):
-    waveforms = np.asarray(waveforms)
-  if waveforms.ndim != 2:
+  shape = np.shape(waveforms)
+  if len(shape) != 2:
     raise MerjaxError(
-        f"expected waveforms of shape (batch, samples), got shape {tuple(waveforms.shape)}; "
+        f"expected waveforms of shape (batch, samples), got shape {shape}; "
         "add a leading batch axis for a single clip (waveform[None])")
-  if waveforms.shape[1] == 0:
-    raise MerjaxError(f"waveforms have zero samples (shape {tuple(waveforms.shape)})")
+  if shape[1] == 0:
+    raise MerjaxError(f"waveforms have zero samples (shape {shape})")
   return jnp.asarray(waveforms, jnp.float32)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from merjax.config import CNN_IMPLS, DTYPES
+from merjax.config import CNN_IMPLS, DTYPES, STAGES, Config, Override
 
 # Shortest clip the CNN takes: its four pooling blocks need input left (as `merjax demo`).
 MIN_CLIP_SECONDS = 3.0
@@ -42,15 +42,31 @@ def add_feature_arguments(parser: argparse.ArgumentParser, *, model: bool = Fals
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--hparams", default=None,
                       help="Table 2 preset to train with (merge_audio_balanced, ...); default: "
-                      "the dataset's own for MERGE, else merge_audio_balanced")
+                      "the dataset's own for MERGE (either split), else merge_audio_balanced")
   parser.add_argument("--augment", choices=("none", "offline", "online"), default="offline",
                       help="CNN-branch augmentation: offline is the paper's x5 set, online draws "
                       "fresh parameters every epoch (default: %(default)s)")
   parser.add_argument("--max-epochs", type=int, default=None,
                       help="cap on epochs per stage (default: the paper's 200)")
-  parser.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
+  add_seed_argument(parser)
   parser.add_argument("--workers", type=int, default=None,
                       help="feature-extraction processes (default: cores, at most 4)")
+
+
+def add_seed_argument(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--seed", type=int, default=0,
+                      help="model seed: each stage's initialisation, dropout and batch order, the "
+                      "augmentation and the searcher draw from it; the data (synthetic set and "
+                      "split) from --set data_seed=N (default: 0)")
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+  """``--set KEY=VALUE``: any config field, the path every other config flag takes too."""
+  parser.add_argument("--set", action="append", default=[], dest="overrides",
+                      metavar="KEY=VALUE",
+                      help="set any config field, e.g. --set cnn.batch_size=256 --set "
+                      "model.dnn_dropout=0.2 --set data_seed=3 (repeatable, applied after the "
+                      "other flags; sections: audio, augment, model, cnn, dnn, fusion, tune)")
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +133,8 @@ def parse_batch_sizes(text: str) -> dict[str, int]:
 
 
 def validate_arguments(args: argparse.Namespace) -> None:
-  """Checks the numeric arguments the commands share, before any work.
+  """Checks the numeric arguments the commands share that are not config fields, before any
+  work (a config field's value is checked by the config: :func:`config_from_args`).
 
   :func:`merjax.cli.main` calls it for every command, so ``--workers 0`` or ``--devices -1``
   is refused the same way everywhere: one line, exit status 2.
@@ -127,8 +144,7 @@ def validate_arguments(args: argparse.Namespace) -> None:
   """
   from merjax.errors import MerjaxError
 
-  at_least_one = ("workers", "devices", "trials", "max_concurrent", "max_epochs", "num_cpus",
-                  "sample_rate")
+  at_least_one = ("workers", "devices", "num_cpus", "sample_rate")
   for name in at_least_one:
     value = getattr(args, name, None)
     if value is not None and value < 1:
@@ -177,48 +193,63 @@ def add_device_memory_argument(parser: argparse.ArgumentParser) -> None:
                       "RAM shared by the devices)")
 
 
-def config_from_args(args):
-  """The paper config for the dataset, with the command line's overrides."""
-  from merjax.config import PAPER_DATASETS, paper_config
+# Flags that are sugar for config keys: (argument, flag, keys it sets).
+_CONFIG_FLAGS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("seed", "--seed", ("seed",)),
+    ("seconds", "--seconds", ("audio.clip_seconds",)),
+    ("augment", "--augment", ("augment.mode",)),
+    ("cnn_inputs", "--cnn-inputs", ("augment.pipeline",)),
+    ("dtype", "--dtype", ("model.dtype",)),
+    ("cnn_impl", "--cnn-impl", ("model.cnn_impl",)),
+    ("max_epochs", "--max-epochs", tuple(f"{stage}.max_epochs" for stage in STAGES)),
+    ("trials", "--trials", ("tune.trials",)),
+    ("searcher", "--searcher", ("tune.searcher",)),
+    ("startup_trials", "--startup-trials", ("tune.startup_trials",)),
+    ("max_concurrent", "--max-concurrent", ("tune.max_concurrent",)),
+)
+
+
+def flag_overrides(args: argparse.Namespace) -> list[Override]:
+  """The overrides that the command line's config flags and ``--set`` stand for, in order.
+
+  Every flag of :data:`_CONFIG_FLAGS` the command has and the user gave, ``--batch-size``
+  (each stage's batch size; in ``merjax tune`` also taken out of the search), then each
+  ``--set KEY=VALUE``.
+  """
+  from merjax.config import parse_override
+
+  overrides = []
+  for name, flag, keys in _CONFIG_FLAGS:
+    value = getattr(args, name, None)
+    if value is not None:
+      overrides += [Override(key, value, f"{flag} {value}") for key in keys]
+  batch_text = getattr(args, "batch_size", None)
+  if batch_text:
+    sizes = parse_batch_sizes(batch_text)
+    source = f"--batch-size {batch_text}"
+    overrides += [Override(f"{stage}.batch_size", size, source) for stage, size in sizes.items()]
+    if getattr(args, "searched", False):  # merjax tune: a fixed batch size is not searched
+      overrides.append(Override("tune.fixed_batch_sizes", tuple(sizes.items()), source))
+  return overrides + [parse_override(text) for text in getattr(args, "overrides", ())]
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+  """The paper config for ``--dataset`` (or ``--hparams``' preset) with the command line's
+  flags and ``--set`` overrides (:func:`merjax.config.with_overrides`), and its features."""
+  from merjax.config import paper_config, with_overrides
   from merjax.errors import MerjaxError
 
-  preset = args.hparams
-  if preset is None:
-    key = "_".join(args.dataset.split(":")[:2]).lower()
-    preset = key if key in PAPER_DATASETS else "merge_audio_balanced"
-  try:
-    config = paper_config(preset)
-  except ValueError as error:
-    raise MerjaxError(str(error)) from None
-  if args.max_epochs is not None and args.max_epochs <= 0:
-    raise MerjaxError(f"--max-epochs must be positive, got {args.max_epochs}")
   if args.dataset == "synthetic" and args.clips_per_quadrant < 4:
     raise MerjaxError(f"--clips-per-quadrant must be at least 4 (one clip per split and some "
                       f"to train on), got {args.clips_per_quadrant}")
   seconds = getattr(args, "seconds", None)
-  if seconds is None and args.dataset == "synthetic":
-    seconds = 5.0
-  if seconds is not None:
-    if not seconds >= MIN_CLIP_SECONDS:
-      raise MerjaxError(f"--seconds must be at least {MIN_CLIP_SECONDS:g} so the CNN's four "
-                        f"pooling blocks have input left, got {seconds:g}")
-    config = config.replace(audio=config.audio.replace(clip_seconds=seconds))
-  stages = {}
-  for name in ("cnn", "dnn", "fusion"):
-    changes = {"seed": args.seed}
-    if args.max_epochs is not None:
-      changes["max_epochs"] = args.max_epochs
-    stages[name] = config.stage(name).replace(**changes)
-  batch_text = getattr(args, "batch_size", None)
-  for name, batch_size in (parse_batch_sizes(batch_text) if batch_text else {}).items():
-    stages[name] = stages[name].replace(batch_size=batch_size)
-  model_changes = {key: value for key in ("dtype", "cnn_impl")
-                   if (value := getattr(args, key, None)) is not None}
-  augment_changes = {"mode": args.augment, "seed": args.seed}
-  if getattr(args, "cnn_inputs", None) is not None:
-    augment_changes["pipeline"] = args.cnn_inputs
-  config = config.replace(augment=config.augment.replace(**augment_changes),
-                          model=config.model.replace(**model_changes), seed=args.seed, **stages)
+  if seconds is not None and not seconds >= MIN_CLIP_SECONDS:
+    raise MerjaxError(f"--seconds must be at least {MIN_CLIP_SECONDS:g} so the CNN's four "
+                      f"pooling blocks have input left, got {seconds:g}")
+  short = (args.dataset == "synthetic" and seconds is None)  # synthetic clips: 5 s by default
+  defaults = [Override("audio.clip_seconds", 5.0, "--seconds 5")] if short else []
+  config = with_overrides(paper_config(args.dataset, preset=getattr(args, "hparams", None)),
+                          [*defaults, *flag_overrides(args)])
   from merjax.features.source import features_config
   return features_config(config, features=getattr(args, "features", None),
                          table=getattr(args, "table", None),

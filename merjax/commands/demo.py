@@ -18,16 +18,21 @@ def register(subparsers) -> None:
                       help="synthetic clips per quadrant (default: %(default)s)")
   parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
                       help="clip length in seconds; the paper uses 30 (default: %(default)s)")
-  parser.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="seed of the data and the model (seed and data_seed; default: 0)")
   parser.add_argument("--max-epochs", type=int, default=None,
                       help="cap on epochs per stage (default: the paper's 200)")
+  from merjax.commands._options import add_set_argument
+  add_set_argument(parser)
   parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+  from merjax.config import parse_override
   from merjax.parallel.files import check_writable
   from merjax.runs.demo import run_demo
+  overrides = [parse_override(text) for text in args.overrides]
   check_writable(args.out, what="--out")
   run_demo(out_dir=args.out, clips_per_quadrant=args.clips_per_quadrant, seconds=args.seconds,
-           seed=args.seed, max_epochs=args.max_epochs)
+           seed=args.seed, max_epochs=args.max_epochs, overrides=overrides)
   return 0

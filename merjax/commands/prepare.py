@@ -7,7 +7,8 @@ import argparse
 
 def _common(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--data-dir", default=None,
-                      help="where prepared stores live (default: $MERJAX_DATA_DIR or ~/merjax_data)")
+                      help="where prepared stores live (default: $MERJAX_DATA_DIR or "
+                      "~/merjax_data)")
   parser.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                       help="stop at any problem, listing them all (default), or skip the songs "
                            "affected and list them in the summary")
@@ -19,7 +20,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                       help="clip length in seconds; longer audio is cropped, shorter zero-padded "
                            "(default: 30)")
   parser.add_argument("--overwrite", action="store_true",
-                      help="rebuild an existing store (decoded clips still in the cache are reused)")
+                      help="rebuild an existing store (decoded clips still in the cache are "
+                      "reused)")
   parser.add_argument("--keep-cache", action="store_true",
                       help="keep the per-clip decode cache after the store is written (makes "
                            "preparing the other split variant of the same files fast)")
@@ -90,5 +92,6 @@ def run(args: argparse.Namespace) -> int:
                     keep_cache=args.keep_cache, progress=not args.no_progress)
   print(summary.format())
   name = summary.dataset.removesuffix(":70_15_15")
-  print(f"\nuse it with --dataset {name}" + (f" --data-dir {args.data_dir}" if args.data_dir else ""))
+  data_dir = f" --data-dir {args.data_dir}" if args.data_dir else ""
+  print(f"\nuse it with --dataset {name}{data_dir}")
   return 0

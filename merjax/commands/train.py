@@ -7,6 +7,7 @@ from merjax.commands._options import (
   add_device_memory_argument,
   add_execution_arguments,
   add_feature_arguments,
+  add_set_argument,
   add_training_arguments,
 )
 
@@ -22,6 +23,7 @@ def register(subparsers) -> None:
   add_feature_arguments(parser)
   add_training_arguments(parser)
   add_execution_arguments(parser)
+  add_set_argument(parser)
   add_device_memory_argument(parser)
   parser.add_argument("--out", required=True, help="model directory to create")
   parser.add_argument("--workdir", default=None,

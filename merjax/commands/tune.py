@@ -6,6 +6,8 @@ from merjax.commands._options import (
   add_dataset_arguments,
   add_execution_arguments,
   add_feature_arguments,
+  add_seed_argument,
+  add_set_argument,
 )
 
 
@@ -59,50 +61,24 @@ def register(subparsers) -> None:
                       "paper's x5 set (default: %(default)s)")
   parser.add_argument("--max-epochs", type=int, default=None,
                       help="epoch cap per trial (default: the paper's 200)")
-  parser.add_argument("--seed", type=int, default=0,
-                      help="seed of the data, the models and the searcher (default: 0)")
+  add_seed_argument(parser)
   parser.add_argument("--workers", type=int, default=None,
                       help="feature-extraction processes (default: cores, at most 4)")
   add_execution_arguments(parser)
-  parser.set_defaults(func=run, hparams=None)
-
-
-def tune_config_from_args(args):
-  """The paper config for the dataset with the command line's search settings."""
-  from merjax.commands._options import config_from_args, parse_batch_sizes
-  from merjax.errors import MerjaxError
-
-  config = config_from_args(args)
-  changes = {"seed": args.seed}
-  if args.batch_size:  # a fixed batch size is not searched
-    changes["fixed_batch_sizes"] = tuple(parse_batch_sizes(args.batch_size).items())
-  if args.trials is not None:
-    changes["trials"] = args.trials
-  if args.searcher is not None:
-    changes["searcher"] = args.searcher
-  if args.max_concurrent is not None:
-    changes["max_concurrent"] = args.max_concurrent
-  if args.startup_trials is not None:
-    if args.startup_trials < 1:
-      raise MerjaxError(f"--startup-trials must be at least 1, got {args.startup_trials}")
-    changes["startup_trials"] = args.startup_trials
-  if changes.get("trials", 1) < 1:
-    raise MerjaxError(f"--trials must be at least 1, got {args.trials}")
-  if changes.get("max_concurrent", 1) < 1:
-    raise MerjaxError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
-  return config.replace(tune=config.tune.replace(**changes))
+  add_set_argument(parser)
+  parser.set_defaults(func=run, hparams=None, searched=True)
 
 
 def run(args) -> int:
   import jax
 
   from merjax import parallel
-  from merjax.commands._options import check_dataset
+  from merjax.commands._options import check_dataset, config_from_args
   from merjax.config import STAGES
   from merjax.parallel.files import check_writable
   from merjax.tune.run import tune_dataset
 
-  config = tune_config_from_args(args)
+  config = config_from_args(args)
   check_dataset(args)  # before Ray starts
   check_writable(args.out, what="--out")
   # On a pod slice the command runs on every host (SLURM, Open MPI, TPU VMs are detected):

@@ -28,7 +28,7 @@ import tensorflow_datasets as tfds
 from merjax.audio.io import decoder_info
 from merjax.config import QUADRANTS
 from merjax.data._index import Problem, Song, SongTable, check_on_error, problem_message
-from merjax.data.prepare import PrepareSummary, cache_dir, decode_songs
+from merjax.data.prepare import Decoded, PrepareSummary, cache_dir, decode_songs
 from merjax.data.splits import SPLITS
 from merjax.errors import MerjaxError
 
@@ -39,7 +39,8 @@ def _json_float(value: float) -> float | None:
   return None if value is None or math.isnan(value) else float(value)
 
 
-class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+# tfds is untyped here, so mypy checks the class keyword against object's __init_subclass__.
+class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
   """Decodes a dataset's songs (in parallel, resumably) into array_record shards.
 
   Subclasses say how to read their release (:meth:`_read_songs`).
@@ -66,7 +67,7 @@ class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                         f"{clip_seconds}")
     self.sample_rate, self.clip_seconds, self.seed = int(sample_rate), float(clip_seconds), seed
     self.on_error, self.workers, self.progress = on_error, workers, progress
-    self.decoded = {}
+    self.decoded: dict[str, Decoded] = {}  # song id -> outcome, filled by _split_generators
     self.summary: PrepareSummary | None = None
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
@@ -204,6 +205,8 @@ class ClipsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, songs: list[Song]):
     for position, song in enumerate(songs):
       outcome = self.decoded[song.song_id]
+      if outcome.cache_file is None:  # only failed songs have none, and they are not written
+        raise MerjaxError(f"{song.song_id}: no decoded clip to write (status {outcome.status})")
       with np.load(outcome.cache_file) as cached:
         waveform = cached["waveform"]
       # Integer keys keep the split-list order (disable_shuffling sorts by key).

@@ -145,7 +145,8 @@ def parse_csv(text: str, *, label: str) -> Table:
   """Parses CSV text, guessing the delimiter (``,``, ``;`` or tab) from the header line."""
   first = text.split("\n", 1)[0]
   delimiter = max([",", ";", "\t"], key=first.count)
-  rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+  rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter)
+          if any(c.strip() for c in r)]
   if not rows:
     raise MerjaxError(f"{label}: empty CSV file")
   return Table(label, tuple(rows[0]), tuple(tuple(r) for r in rows[1:]))
@@ -170,7 +171,8 @@ def audio_by_stem(tree: Tree, folder: str = "") -> dict[str, dict[int, str]]:
     if not rel.startswith(base) or _audio_rank(rel) == len(AUDIO_EXTENSIONS):
       continue
     parts = rel[len(base):].split("/")
-    quadrant = parse_quadrant(parts[0]) if len(parts) == 2 and parts[0].upper().startswith("Q") else None
+    quadrant = (parse_quadrant(parts[0])
+                if len(parts) == 2 and parts[0].upper().startswith("Q") else None)
     if quadrant is None:
       continue
     stem = posixpath.splitext(parts[1])[0]

@@ -211,7 +211,8 @@ def locate(path: str | os.PathLike, *, marker: str, top_folder: str | None = Non
     raise MerjaxError(f"damaged zip archive: {damaged[0]}" + (
         f" (and {len(damaged) - 1} more: {', '.join(damaged[1:])})" if len(damaged) > 1 else "")
         + f"; no {marker} found elsewhere in {path}")
-  expected = f" (expected the unzipped {top_folder}/ folder or {top_folder}.zip)" if top_folder else ""
+  expected = (f" (expected the unzipped {top_folder}/ folder or {top_folder}.zip)"
+              if top_folder else "")
   raise MerjaxError(f"{path}: no {marker} found in it or in the folders and zip archives "
                     f"directly inside it{expected}")
 

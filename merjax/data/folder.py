@@ -48,8 +48,8 @@ def _from_tree(tree: Tree) -> tuple[list[tuple[str, AudioRef, int, str | None]],
     if ext.lower() not in AUDIO_EXTENSIONS:
       continue
     folders = rel.split("/")[:-1]
-    quadrants = [parse_quadrant(f) for f in folders if f.upper().startswith("Q")]
-    quadrants = [q for q in quadrants if q is not None]
+    quadrants = [q for f in folders
+                 if f.upper().startswith("Q") and (q := parse_quadrant(f)) is not None]
     if not quadrants:
       outside.append(rel)
       continue
@@ -84,8 +84,9 @@ def same_recording_problems(songs: Sequence[Song], contents: dict[str, str | Non
   """
   groups: dict[str, list[Song]] = {}
   for song in songs:
-    if contents.get(song.song_id):
-      groups.setdefault(contents[song.song_id], []).append(song)
+    content = contents.get(song.song_id)
+    if content:
+      groups.setdefault(content, []).append(song)
   problems = []
   for group in groups.values():
     if len(group) < 2:
@@ -175,15 +176,17 @@ def read_folder(path: str | os.PathLike, *, name: str = "folder", seed: int = 0,
     assignment, note = drawn_splits([f[0] for f in found], [f[2] for f in found],
                                     directory=tree.writable_dir(), seed=seed,
                                     fallback_dir=fallback_dir)
-    found = [(s, ref, q, assignment[s]) for s, ref, q, _ in found]
+    labelled = [(s, ref, q, assignment[s]) for s, ref, q, _ in found]
     notes.append(note)
   elif len(with_split) != len(found):
     example = next(f[1].label for f in found if f[3] is None)
     raise MerjaxError(f"{path}: {len(with_split)} of {len(found)} files have a split (e.g. from a "
                       f"train/validate/test folder or column) but others, like {example}, do not")
-  entries = [Entry(s, "", split) for s, _, _, split in found]
+  else:  # every file has its split
+    labelled = [(s, ref, q, split) for s, ref, q, split in found if split is not None]
+  entries = [Entry(s, "", split) for s, _, _, split in labelled]
   unique, dup_problems = duplicate_problems(entries)
   keep = {e.song_id for e in unique}
-  songs = [Song(s, q, split, ref) for s, ref, q, split in found if s in keep]
+  songs = [Song(s, q, split, ref) for s, ref, q, split in labelled if s in keep]
   return SongTable(name=f"folder:{name}", source=tree.root_label, songs=songs,
                    problems=problems + dup_problems, notes=notes)

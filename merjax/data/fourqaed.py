@@ -54,8 +54,7 @@ def read_fourqaed(path: str | os.PathLike, *, seed: int = 0,
   # The split covers every annotated song with a valid label, whatever its audio's state, so
   # fixing a broken file later does not change it.
   unique, _ = duplicate_problems([Entry(s, q, "annotations") for s, q in rows])
-  valid = [(e.song_id, parse_quadrant(e.quadrant)) for e in unique
-           if parse_quadrant(e.quadrant) is not None]
+  valid = [(e.song_id, q) for e in unique if (q := parse_quadrant(e.quadrant)) is not None]
   assignment, note = drawn_splits([s for s, _ in valid], [q for _, q in valid],
                                   directory=tree.writable_dir(), seed=seed,
                                   fallback_dir=fallback_dir)

@@ -80,7 +80,10 @@ def av_values_file(subset: str) -> str:
 
 
 def split_file(subset: str, split: str, part: str) -> str:
-  """Relative path of one TVT list, e.g. ``tvt_dataframes/tvt_70_15_15/tvt_70_15_15_train_audio_balanced.csv``."""
+  """Relative path of one TVT list.
+
+  For example ``tvt_dataframes/tvt_70_15_15/tvt_70_15_15_train_audio_balanced.csv``.
+  """
   split = check_split(split)
   return f"tvt_dataframes/tvt_{split}/tvt_{split}_{part}_{check_subset(subset)}.csv"
 
@@ -138,6 +141,6 @@ def read_merge(path: str | os.PathLike, *, subset: str, split: str = "70_15_15")
       entries.append(Entry(song_id, quadrant, part, arousal, valence))
 
   folder = "audio" if subset.startswith("bimodal") else ""
-  songs, audio_problems = match_audio(tree, entries, audio_by_stem(tree, folder), folder)
+  matched, audio_problems = match_audio(tree, entries, audio_by_stem(tree, folder), folder)
   return SongTable(name=f"merge:{subset}:{split}", source=tree.root_label,
-                   songs=songs, problems=problems + audio_problems, notes=notes)
+                   songs=matched, problems=problems + audio_problems, notes=notes)

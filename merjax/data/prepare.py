@@ -192,10 +192,11 @@ class PrepareSummary:
     return "\n".join(lines)
 
 
-def prepare(dataset: str, *, manual_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-            on_error: str = "stop", workers: int | None = None, sample_rate: int = 16000,
-            clip_seconds: float = 30.0, seed: int = 0, overwrite: bool = False,
-            keep_cache: bool = False, progress: bool = True) -> PrepareSummary:
+def prepare(dataset: str, *, manual_dir: str | os.PathLike,
+            data_dir: str | os.PathLike | None = None, on_error: str = "stop",
+            workers: int | None = None, sample_rate: int = 16000, clip_seconds: float = 30.0,
+            seed: int = 0, overwrite: bool = False, keep_cache: bool = False,
+            progress: bool = True) -> PrepareSummary:
   """Reads a dataset's release, decodes it and writes its array_record store.
 
   Args:

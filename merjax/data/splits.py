@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from merjax.config import QUADRANTS, SPLITS
 from merjax.errors import MerjaxError
@@ -34,7 +35,7 @@ def _split_counts(n: int, fractions: np.ndarray) -> np.ndarray:
 
 
 def stratified_split(labels: Sequence | np.ndarray, *,
-                     fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int) -> np.ndarray:
+                     fractions: ArrayLike = (0.7, 0.15, 0.15), seed: int) -> np.ndarray:
   """Assigns every example to ``train``, ``validate`` or ``test``, class by class.
 
   Each class is shuffled with its own draw of one seeded generator and cut in proportion to
@@ -56,17 +57,17 @@ def stratified_split(labels: Sequence | np.ndarray, *,
   labels = np.asarray(labels)
   if labels.ndim != 1:
     raise MerjaxError(f"labels must be one-dimensional, got shape {labels.shape}")
-  fractions = np.asarray(fractions, dtype=np.float64)
-  if (fractions.shape != (len(SPLITS),) or not np.all(np.isfinite(fractions))
-      or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0) or fractions[0] <= 0):
+  shares = np.asarray(fractions, dtype=np.float64)
+  if (shares.shape != (len(SPLITS),) or not np.all(np.isfinite(shares))
+      or np.any(shares < 0) or not np.isclose(shares.sum(), 1.0) or shares[0] <= 0):
     raise MerjaxError(
         f"fractions must be three non-negative shares (train, validate, test) summing to 1 with "
-        f"a non-zero train share, got {tuple(fractions.tolist())}")
-  needed = int(np.count_nonzero(fractions))
+        f"a non-zero train share, got {tuple(shares.tolist())}")
+  needed = int(np.count_nonzero(shares))
   classes, counts = np.unique(labels, return_counts=True)
   for label, count in zip(classes, counts):
     if count < needed:
-      pct = "-".join(f"{100 * f:g}" for f in fractions)
+      pct = "-".join(f"{100 * f:g}" for f in shares)
       raise MerjaxError(
           f"class {_class_name(label)} has {count} example(s); a {pct} split needs at least "
           f"{needed} per class to populate every split")
@@ -75,7 +76,7 @@ def stratified_split(labels: Sequence | np.ndarray, *,
   out = np.empty(labels.shape, dtype="<U8")
   for label in classes:
     members = rng.permutation(np.flatnonzero(labels == label))
-    bounds = np.cumsum(_split_counts(len(members), fractions))[:-1]
+    bounds = np.cumsum(_split_counts(len(members), shares))[:-1]
     for name, part in zip(SPLITS, np.split(members, bounds)):
       out[part] = name
   return out

@@ -21,8 +21,10 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from merjax.audio.io import from_pcm16
 from merjax.data._index import Problem
@@ -174,7 +176,7 @@ class PreparedDataset:
     self._split_of = np.repeat(np.arange(len(present)), sizes)
     self._local = np.concatenate([np.arange(n) for n in sizes]) if sizes else np.zeros(0, int)
     self._present = present
-    self._sources = None
+    self._sources: dict[str, Any] | None = None  # split -> tfds data source, opened lazily
 
   def __getstate__(self):
     return {"path": self.path}
@@ -196,13 +198,15 @@ class PreparedDataset:
     return np.flatnonzero(self.splits == split)
 
   def _source(self, split: str):
-    if self._sources is None:
+    sources = self._sources
+    if sources is None:
       with _OPEN_LOCK:
         if self._sources is None:
           self._sources = self._open()
-    return self._sources[split]
+        sources = self._sources
+    return sources[split]
 
-  def _open(self) -> dict:
+  def _open(self) -> dict[str, Any]:
     import tensorflow_datasets as tfds
     builder = tfds.builder_from_directory(self.path)
     sources = {s: builder.as_data_source(split=s) for s in self._present}
@@ -226,20 +230,24 @@ class PreparedDataset:
     split = self._present[self._split_of[index]]
     return self._record(index, self._source(split)[int(self._local[index])])
 
-  def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+  def __getitems__(self, indices: ArrayLike) -> list[dict]:
     """Records of many indices, read in parallel per split (grain's batched-read hook)."""
-    indices = np.asarray(indices, dtype=np.int64) % max(len(self), 1)
-    out: list[dict | None] = [None] * len(indices)
+    rows = np.asarray(indices, dtype=np.int64) % max(len(self), 1)
+    out: dict[int, dict] = {}
     for k, split in enumerate(self._present):
-      where = np.flatnonzero(self._split_of[indices] == k)
+      where = np.flatnonzero(self._split_of[rows] == k)
       if where.size:
-        raws = self._source(split).__getitems__([int(i) for i in self._local[indices[where]]])
+        raws = self._source(split).__getitems__([int(i) for i in self._local[rows[where]]])
         for w, raw in zip(where, raws):
-          out[w] = self._record(int(indices[w]), raw)
-    return out
+          out[int(w)] = self._record(int(rows[w]), raw)
+    return [out[w] for w in range(len(rows))]  # every row's split is one of self._present
 
-  def gather(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-    """A batch as stacked arrays: ``waveform`` int16 [shape=(n, clip_samples)], ``label``, ``index``."""
+  def gather(self, indices: ArrayLike) -> dict[str, np.ndarray]:
+    """A batch as stacked arrays.
+
+    Returns:
+      ``waveform`` int16 [shape=(n, clip_samples)], ``label`` and ``index`` [shape=(n,)].
+    """
     records = self.__getitems__(indices)
     return {key: np.stack([r[key] for r in records]) for key in ("waveform", "label", "index")}
 
@@ -247,12 +255,12 @@ class PreparedDataset:
     """One clip as float32 in [-1, 1) [shape=(clip_samples,)]."""
     return from_pcm16(self[index]["waveform"])
 
-  def waveforms(self, indices: Sequence[int] | None = None) -> np.ndarray:
+  def waveforms(self, indices: ArrayLike | None = None) -> np.ndarray:
     """Many clips as float32 [shape=(len(indices), clip_samples)] (all of them by default)."""
-    indices = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
-    out = np.empty((len(indices), self.clip_samples), np.float32)
-    for start in range(0, len(indices), 256):  # bounded int16 staging memory
-      chunk = self.gather(indices[start:start + 256])["waveform"]
+    rows = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+    out = np.empty((len(rows), self.clip_samples), np.float32)
+    for start in range(0, len(rows), 256):  # bounded int16 staging memory
+      chunk = self.gather(rows[start:start + 256])["waveform"]
       out[start:start + len(chunk)] = from_pcm16(chunk)
     return out
 

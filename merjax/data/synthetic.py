@@ -136,7 +136,7 @@ def draw_params(quadrant: int, rng: np.random.Generator) -> np.void:
   record["percussion"] = _normal(rng, _PERCUSSION[q], 0.0, 1.0)
   record["articulation"] = _normal(rng, _ARTICULATION[q], 0.0, 1.0)
   record["snr_db"] = rng.uniform(15.0, 35.0)
-  return record[()]
+  return record[()]  # type: ignore[return-value]  # numpy types this as an array: it is a np.void
 
 
 @functools.lru_cache(maxsize=256)
@@ -290,7 +290,7 @@ def synthesize(params: np.void, *, seconds: float, sample_rate: int,
   bar_seg = _segments(bar_onsets, n)
   pad_env = _envelope(bar_seg, amps=np.full(len(bar_onsets), 0.22), attack=40 * ms,
                       decay=np.full(len(bar_onsets), 3.0 * beat), release=10 * ms)
-  pad_table = _timbre(brightness, _hz(chord_midi.max()), sample_rate)
+  pad_table = _timbre(brightness, float(_hz(chord_midi.max())), sample_rate)
   pads = sum(_oscillate(bar_seg, _hz(chord_midi[:, i]), pad_table, sample_rate,
                        rng.uniform(0, _TABLE_SIZE)) for i in range(3))
   # Dissonance: a clashing note (minor second or tritone above the root) against each chord.
@@ -306,7 +306,7 @@ def synthesize(params: np.void, *, seconds: float, sample_rate: int,
                                                         len(degrees) - 1)]]
   bass_env = _envelope(bass_seg, amps=np.full(len(half_bars), 0.45), attack=10 * ms,
                        decay=np.full(len(half_bars), 1.2 * beat), release=10 * ms)
-  bass_table = _timbre(0.6 * brightness, _hz(bass_midi.max()), sample_rate)
+  bass_table = _timbre(0.6 * brightness, float(_hz(bass_midi.max())), sample_rate)
   out[bass_seg.start:] += bass_env * _oscillate(bass_seg, _hz(bass_midi), bass_table,
                                                 sample_rate, 0.0)
 
@@ -332,7 +332,7 @@ def synthesize(params: np.void, *, seconds: float, sample_rate: int,
   note_len = np.diff(np.append(starts, n)).astype(np.float32)
   mel_env = _envelope(mel_seg, amps=amps, attack=5 * ms,
                       decay=note_len * (0.15 + 1.5 * articulation), release=8 * ms)
-  mel_table = _timbre(brightness, _hz(melody_midi.max() + 1), sample_rate)
+  mel_table = _timbre(brightness, float(_hz(melody_midi.max() + 1)), sample_rate)
   voice = _oscillate(mel_seg, _hz(melody_midi), mel_table, sample_rate, 0.0)
   # Dissonance again: a detuned double of the melody, beating against it.
   detune = 2.0 ** ((20.0 + 40.0 * dissonance) / 1200.0)

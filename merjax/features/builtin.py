@@ -28,6 +28,7 @@ import scipy.fft
 import scipy.ndimage
 import scipy.signal
 import scipy.sparse
+from librosa.version import version as librosa_version
 
 from merjax.features.stats import FULL, SHORT, STATISTICS, VALUE, summarize
 
@@ -59,8 +60,8 @@ class Descriptor:
   stats: tuple[str, ...]
   parts: tuple[str, ...] = ()
   part_descriptions: tuple[str, ...] = ()
-  compute: Callable[[Analysis], np.ndarray] | None = dataclasses.field(
-      default=None, repr=False, compare=False)
+  compute: Callable[[Analysis], np.ndarray] = dataclasses.field(
+      repr=False, compare=False, kw_only=True)
 
   def columns(self) -> list[tuple[str, str]]:
     """``(column name, one-line description)`` for every column of this descriptor."""
@@ -85,7 +86,7 @@ def _descriptor(dimension: str, name: str, description: str, stats: Sequence[str
 
   def register(fn):
     _REGISTRY.append(Descriptor(dimension, name, description, tuple(stats), tuple(parts),
-                                tuple(part_descriptions), fn))
+                                tuple(part_descriptions), compute=fn))
     return fn
   return register
 
@@ -232,10 +233,10 @@ def _track_beats(onset_env: np.ndarray, *, period: float, tightness: float = 100
   if len(peaks) == 0:
     return np.zeros(0, int)
   tail = peaks[score[peaks] >= 0.5 * np.median(score[peaks])][-1]
-  beats = [tail]
-  while back[beats[-1]] >= 0:
-    beats.append(back[beats[-1]])
-  beats = np.array(beats[::-1])
+  chain = [tail]
+  while back[chain[-1]] >= 0:
+    chain.append(back[chain[-1]])
+  beats = np.array(chain[::-1])
   strong = local[beats] >= 0.5 * np.sqrt(np.mean(local[beats] ** 2))
   keep = np.flatnonzero(strong)
   return beats[keep[0]:keep[-1] + 1] if len(keep) else beats
@@ -972,7 +973,7 @@ def version() -> str:
 def config(*, sample_rate: int = 16000) -> dict:
   """What determines this backend's output (part of the feature cache key)."""
   return {"backend": "builtin", "version": VERSION, "sample_rate": sample_rate,
-          "librosa": librosa.__version__, "n_fft": N_FFT, "hop_length": HOP,
+          "librosa": librosa_version, "n_fft": N_FFT, "hop_length": HOP,
           "n_features": len(_columns())}
 
 

@@ -19,15 +19,15 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import numpy as np
 
 from merjax.errors import MerjaxError
 from merjax.features.backends import audio_backend, backend_config, backend_key, feature_names
-from merjax.features.featureset import FeatureSet
+from merjax.features.featureset import FeatureSet, repeated
 
-Source = Union[np.ndarray, Callable[[], np.ndarray]]
+Source: TypeAlias = np.ndarray | Callable[[], np.ndarray]
 
 
 def _single_thread() -> None:
@@ -163,8 +163,7 @@ def extract_cached(items: Iterable[tuple[str, Source]], *, cache_dir: str | os.P
   _check_workers(workers)
   items = list(items)
   song_ids = [str(song) for song, _ in items]
-  seen: set[str] = set()
-  duplicates = sorted({s for s in song_ids if s in seen or seen.add(s)})
+  duplicates = repeated(song_ids)
   if duplicates:
     raise MerjaxError(f"duplicate song ids: {', '.join(duplicates[:20])}")
   names = feature_names(backend=backend, sample_rate=sample_rate)

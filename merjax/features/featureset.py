@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -15,6 +16,11 @@ def preview(ids: Sequence, limit: int = 20) -> str:
   """The first ``limit`` items of ``ids`` for an error message, and how many more there are."""
   shown = ", ".join(map(str, ids[:limit]))
   return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+def repeated(ids: Iterable[str]) -> list[str]:
+  """The ids that occur more than once in ``ids``, sorted."""
+  return sorted(i for i, n in collections.Counter(ids).items() if n > 1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -15,6 +15,7 @@ only ever sees the rows it is given.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,24 @@ import numpy as np
 from merjax.errors import MerjaxError
 
 _FORMAT = "merjax.FeaturePreprocessor/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fitted:
+  """What :meth:`FeaturePreprocessor.fit` learns (``n_in`` input, ``n_out`` kept columns).
+
+  Attributes:
+    input_names: [shape=(n_in,)].
+    median: the training median of every input column [shape=(n_in,)] float64.
+    keep: the kept input columns, in output order [shape=(n_out,)] int64.
+    mean: the training mean of the kept columns [shape=(n_out,)] float64.
+    std: their training standard deviation [shape=(n_out,)] float64.
+  """
+  input_names: list[str]
+  median: np.ndarray
+  keep: np.ndarray
+  mean: np.ndarray
+  std: np.ndarray
 
 
 class FeaturePreprocessor:
@@ -44,17 +63,27 @@ class FeaturePreprocessor:
       raise MerjaxError(
           f"correlation_threshold must be positive (or None), got {correlation_threshold}")
     self.correlation_threshold = correlation_threshold
-    self.input_names: list[str] | None = None
-    self.output_names: list[str] | None = None
     self.report: dict[str, Any] | None = None
-    self._median: np.ndarray | None = None
-    self._keep: np.ndarray | None = None
-    self._mean: np.ndarray | None = None
-    self._std: np.ndarray | None = None
+    self._fit: _Fitted | None = None
 
   @property
   def fitted(self) -> bool:
-    return self._keep is not None
+    return self._fit is not None
+
+  def _fitted(self, error: str) -> _Fitted:
+    """The fitted statistics, or a :class:`MerjaxError` saying ``error`` before :meth:`fit`."""
+    if self._fit is None:
+      raise MerjaxError(error)
+    return self._fit
+
+  @property
+  def input_names(self) -> list[str]:
+    return list(self._fitted("FeaturePreprocessor.input_names read before fit").input_names)
+
+  @property
+  def output_names(self) -> list[str]:
+    fit = self._fitted("FeaturePreprocessor.output_names read before fit")
+    return [fit.input_names[j] for j in fit.keep]
 
   def _check(self, X: np.ndarray, n_columns: int | None = None) -> np.ndarray:
     X = np.asarray(X, np.float64)
@@ -116,10 +145,8 @@ class FeaturePreprocessor:
         kept[i] = True
       keep = candidates[kept]
 
-    self.input_names = names
-    self.output_names = [names[j] for j in keep]
-    self._median, self._keep = median, keep
-    self._mean, self._std = mean[keep], std[keep]
+    self._fit = _Fitted(input_names=names, median=median, keep=keep, mean=mean[keep],
+                        std=std[keep])
     self.report = {"n_input": len(names), "n_output": len(keep), "n_train": int(X.shape[0]),
                    "correlation_threshold": threshold, "nonfinite": nonfinite,
                    "dropped": dropped}
@@ -134,23 +161,21 @@ class FeaturePreprocessor:
     Returns:
       [shape=(n, len(output_names))] float32.
     """
-    if not self.fitted:
-      raise MerjaxError("FeaturePreprocessor.transform called before fit")
-    X = self._check(X, len(self.input_names))
-    X = np.where(np.isfinite(X), X, self._median)[:, self._keep]
-    return ((X - self._mean) / self._std).astype(np.float32)
+    fit = self._fitted("FeaturePreprocessor.transform called before fit")
+    X = self._check(X, len(fit.input_names))
+    X = np.where(np.isfinite(X), X, fit.median)[:, fit.keep]
+    return ((X - fit.mean) / fit.std).astype(np.float32)
 
   def fit_transform(self, X: np.ndarray, names: Sequence[str]) -> np.ndarray:
     return self.fit(X, names).transform(X)
 
   def to_dict(self) -> dict[str, Any]:
     """A JSON-serialisable description (for the model directory)."""
-    if not self.fitted:
-      raise MerjaxError("cannot save a FeaturePreprocessor before it is fitted")
+    fit = self._fitted("cannot save a FeaturePreprocessor before it is fitted")
     return {"format": _FORMAT, "correlation_threshold": self.correlation_threshold,
-            "input_names": list(self.input_names), "median": self._median.tolist(),
-            "keep": self._keep.tolist(), "mean": self._mean.tolist(),
-            "std": self._std.tolist(), "report": self.report}
+            "input_names": list(fit.input_names), "median": fit.median.tolist(),
+            "keep": fit.keep.tolist(), "mean": fit.mean.tolist(),
+            "std": fit.std.tolist(), "report": self.report}
 
   @classmethod
   def from_dict(cls, data: dict[str, Any]) -> FeaturePreprocessor:
@@ -159,11 +184,10 @@ class FeaturePreprocessor:
       raise MerjaxError(f"not a saved FeaturePreprocessor (format {data.get('format')!r}, "
                         f"expected {_FORMAT!r})")
     self = cls(correlation_threshold=data["correlation_threshold"])
-    self.input_names = list(data["input_names"])
-    self._median = np.asarray(data["median"], np.float64)
-    self._keep = np.asarray(data["keep"], np.int64)
-    self._mean = np.asarray(data["mean"], np.float64)
-    self._std = np.asarray(data["std"], np.float64)
-    self.output_names = [self.input_names[j] for j in self._keep]
+    self._fit = _Fitted(input_names=[str(n) for n in data["input_names"]],
+                        median=np.asarray(data["median"], np.float64),
+                        keep=np.asarray(data["keep"], np.int64),
+                        mean=np.asarray(data["mean"], np.float64),
+                        std=np.asarray(data["std"], np.float64))
     self.report = data.get("report")
     return self

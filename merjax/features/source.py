@@ -117,11 +117,16 @@ def require_audio_features(record: Mapping[str, Any]) -> None:
       rows (same columns) for the new songs, which audio files do not provide.
   """
   if record.get("backend") == "table":
-    raise MerjaxError(
-        f"this model's DNN was trained on {describe(record)}: it needs that table's rows (the "
-        f"same columns) for the new songs, which cannot be computed from audio files; score "
-        f"songs the table covers with `merjax evaluate --table CSV`, or train a model with "
-        f"--features builtin or essentia to predict from audio")
+    raise _table_needs_rows(record)
+
+
+def _table_needs_rows(record: Mapping[str, Any]) -> MerjaxError:
+  """The :func:`require_audio_features` error for a ``--features table`` ``record``."""
+  return MerjaxError(
+      f"this model's DNN was trained on {describe(record)}: it needs that table's rows (the "
+      f"same columns) for the new songs, which cannot be computed from audio files; score "
+      f"songs the table covers with `merjax evaluate --table CSV`, or train a model with "
+      f"--features builtin or essentia to predict from audio")
 
 
 def table_inputs(record: Mapping[str, Any] | None, song_ids: Sequence[str] | None
@@ -139,7 +144,7 @@ def table_inputs(record: Mapping[str, Any] | None, song_ids: Sequence[str] | Non
   if record is None:
     raise MerjaxError("the table feature source has no table; give --table CSV")
   if song_ids is None:
-    require_audio_features({"backend": "table", "table": record})
+    raise _table_needs_rows({"backend": "table", "table": record})
   path = record["path"]
   if not Path(path).is_file():
     raise MerjaxError(f"the feature table {path} recorded with this run is missing; give "

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from merjax.errors import MerjaxError
-from merjax.features.featureset import FeatureSet, preview
+from merjax.features.featureset import FeatureSet, preview, repeated
 
 _4QAED = re.compile(r"^(F\d+|ORIGINAL-.+|VOICE-.+)$")
 _MISSING = {"", "na", "nan", "n/a", "null", "none", "?", "-"}
@@ -32,7 +32,7 @@ DEFAULT_ID_COLUMN = "Song"
 
 def _delimiter(header: str) -> str:
   counts = {d: header.count(d) for d in (",", ";", "\t")}
-  return max(counts, key=counts.get)
+  return max(counts, key=lambda d: counts[d])
 
 
 def _number(text: str, decimal_comma: bool) -> float | None:
@@ -96,8 +96,7 @@ def read_feature_table(path: str | os.PathLike, *, id_column: str | None = None,
                       f"{preview(header)}")
   id_index = header.index(id_column)
   song_ids = np.array([r[id_index].strip() for r in body])
-  seen: set[str] = set()
-  duplicates = sorted({s for s in song_ids if s in seen or seen.add(s)})
+  duplicates = repeated(song_ids.tolist())
   if duplicates:
     raise MerjaxError(f"feature table {path} has several rows for song(s) {preview(duplicates)}")
 

@@ -91,11 +91,8 @@ def load_model(path: str | os.PathLike, *, cnn_impl: str | None = None,
   config = config_from_dict(json.loads((path / "config.json").read_text()))
   execution = {key: value for key, value in (("cnn_impl", cnn_impl), ("dtype", dtype))
                if value is not None}
-  if execution:  # execution settings, not part of what was learned
-    try:
-      config = config.replace(model=config.model.replace(**execution))
-    except ValueError as error:
-      raise MerjaxError(str(error)) from None
+  if execution:  # execution settings, not part of what was learned (checked by ModelConfig)
+    config = config.replace(model=config.model.replace(**execution))
   preprocessing = json.loads((path / "preprocessing.json").read_text())
   checkpointer = ocp.StandardCheckpointer()
   variables = {stage: checkpointer.restore(path / stage) for stage in _STAGES}

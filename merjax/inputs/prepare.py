@@ -80,10 +80,10 @@ def _load_clips(dataset: str, *, config: Config, data_dir, clips_per_quadrant: i
     from merjax.data.splits import stratified_split
     from merjax.data.synthetic import generate
     log(f"generating {4 * clips_per_quadrant} synthetic clips of {config.audio.clip_seconds:g} s "
-        f"(seed {config.seed})")
+        f"(data seed {config.data_seed})")
     data = generate(clips_per_quadrant=clips_per_quadrant, seconds=config.audio.clip_seconds,
-                    sample_rate=config.audio.sample_rate, seed=config.seed)
-    splits = stratified_split(data.labels, seed=config.seed)
+                    sample_rate=config.audio.sample_rate, seed=config.data_seed)
+    splits = stratified_split(data.labels, seed=config.data_seed)
     return ([data.waveforms], data.labels.astype(np.int32), splits, np.asarray(data.song_ids),
             None)
   from merjax.data.store import open_prepared
@@ -223,7 +223,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
 
   Args:
     dataset: ``"synthetic"`` or a prepared dataset name (see :mod:`merjax.data.store`).
-    config: audio, augmentation and feature settings (``config.seed`` seeds synthetic data).
+    config: audio, augmentation and feature settings (``config.data_seed`` seeds synthetic data).
     data_dir: the prepared store's root (ignored for synthetic data).
     clips_per_quadrant: size of the synthetic set.
     workers: processes for feature extraction (default: all cores, at most 4).

@@ -8,15 +8,16 @@ Louro et al. (2024).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from merjax.config import QUADRANTS
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], *,
+def classification_metrics(y_true: ArrayLike, y_pred: ArrayLike, *,
                            n_classes: int = 4) -> dict:
   """Paper metrics for integer labels.
 
@@ -38,25 +39,25 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], *,
     recall_score,
   )
 
-  y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-  if y_true.shape != y_pred.shape or y_true.ndim != 1:
-    raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {y_true.shape} and "
-                     f"{y_pred.shape}")
-  if len(y_true) == 0:
+  true, pred = np.asarray(y_true), np.asarray(y_pred)
+  if true.shape != pred.shape or true.ndim != 1:
+    raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {true.shape} and "
+                     f"{pred.shape}")
+  if len(true) == 0:
     raise ValueError("cannot compute metrics on an empty split")
   labels = list(range(n_classes))
   kwargs = dict(labels=labels, average="weighted", zero_division=0)
-  counts = confusion_matrix(y_true, y_pred, labels=labels)
+  counts = confusion_matrix(true, pred, labels=labels)
   totals = counts.sum(axis=1, keepdims=True)
   percent = np.divide(100.0 * counts, totals, out=np.zeros(counts.shape), where=totals > 0)
   return {
-      "f1": float(f1_score(y_true, y_pred, **kwargs)),
-      "precision": float(precision_score(y_true, y_pred, **kwargs)),
-      "recall": float(recall_score(y_true, y_pred, **kwargs)),
-      "accuracy": float(accuracy_score(y_true, y_pred)),
+      "f1": float(f1_score(true, pred, **kwargs)),
+      "precision": float(precision_score(true, pred, **kwargs)),
+      "recall": float(recall_score(true, pred, **kwargs)),
+      "accuracy": float(accuracy_score(true, pred)),
       "confusion_matrix": percent.round(4).tolist(),
       "counts": counts.tolist(),
-      "n": int(len(y_true)),
+      "n": int(len(true)),
   }
 
 

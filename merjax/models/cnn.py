@@ -20,8 +20,9 @@ class CNNBody(nn.Module):
 
   ``config.cnn_impl`` picks the implementation of the blocks: ``"plain"`` composes Flax's
   layers; ``"fast"`` runs each block as one op with an analytic backward pass
-  (:mod:`merjax.models.kernels.fused`); ``"auto"`` (the default) takes the one measured fastest on the
-  backend (:func:`merjax.config.resolve_cnn_impl`: fast on CPU, plain elsewhere). Both compute the same function with the same variables
+  (:mod:`merjax.models.kernels.fused`); ``"auto"`` (the default) takes the one measured
+  fastest on the backend (:func:`merjax.config.resolve_cnn_impl`: fast on CPU, plain
+  elsewhere). Both compute the same function with the same variables
   (names, shapes, dropout masks), so checkpoints of one load in the other.
   """
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 
@@ -103,7 +104,7 @@ def initialize_distributed(*, coordinator: str | None = None, num_processes: int
       return False  # one process (a single-host TPU VM, a one-task SLURM job): no service
     kwargs: dict[str, Any] = {} if cluster is None else {"cluster_detection_method": cluster[0]}
   else:
-    if any(v is None for v in explicit):
+    if coordinator is None or num_processes is None or process_id is None:
       raise MerjaxError(
           "multi-host run needs all of coordinator, num_processes and process_id "
           f"(got coordinator={coordinator!r}, num_processes={num_processes!r}, "

@@ -139,7 +139,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
       raise MerjaxError(f"{path} exists and is not an empty directory")
 
-  tmp = None
+  tmp: Path | None = None
   if index == 0:
     check_free()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +151,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would become the directory's mode
   if count > 1:
     tmp = _agree_on_path(tmp)
+  if tmp is None:  # one process is process 0, which made the folder
+    raise MerjaxError(f"process {index} of {count} has no temporary folder for {path}")
   try:
     yield tmp
     if count > 1:

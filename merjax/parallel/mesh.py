@@ -11,10 +11,10 @@ The mesh uses ``AxisType.Auto`` (sharding propagated by the compiler): ``jax.mak
 defaults to explicit axis types in this jax version, under which Flax Linen's ``Dropout``
 (``lax.select`` between a replicated mask and sharded activations) fails to trace.
 
-Multi-host: call :func:`merjax.parallel.cluster.initialize_distributed` before anything touches a device; every
-process then builds the same global mesh and feeds its own slice of each global batch
-(:func:`process_batch_slice`, or grain's ``ShardByJaxProcess``); :func:`shard_batch` assembles
-the global array with ``jax.make_array_from_process_local_data``.
+Multi-host: call :func:`merjax.parallel.cluster.initialize_distributed` before anything
+touches a device; every process then builds the same global mesh and feeds its own slice of
+each global batch (:func:`process_batch_slice`, or grain's ``ShardByJaxProcess``);
+:func:`shard_batch` assembles the global array with ``jax.make_array_from_process_local_data``.
 """
 
 
@@ -142,6 +142,14 @@ def process_batch_slice(global_batch_size: int) -> slice:
   return slice(index * local, (index + 1) * local)
 
 
+def _leading_rows(index: tuple[slice, ...] | None, size: int) -> tuple[int, int]:
+  """``(start, stop)`` of a device's shard ``index`` along the leading axis of ``size`` rows."""
+  if index is None:  # jax types the map's values as optional; a named sharding has them all
+    raise MerjaxError("jax gave no index for a device of the data sharding")
+  rows = index[0]
+  return rows.start or 0, size if rows.stop is None else rows.stop
+
+
 def process_rows(mesh: Mesh, global_size: int) -> slice:
   """The rows of a ``[global_size, ...]`` array sharded along ``data`` on this process's devices.
 
@@ -161,7 +169,7 @@ def process_rows(mesh: Mesh, global_size: int) -> slice:
       devices do not hold one contiguous block (a mesh whose device order interleaves hosts).
   """
   check_batch_size(global_size, mesh, what="global size")
-  spans = sorted({(index[0].start or 0, global_size if index[0].stop is None else index[0].stop)
+  spans = sorted({_leading_rows(index, global_size)
                   for index in data_sharding(mesh).addressable_devices_indices_map(
                       (global_size,)).values()})
   start, stop = spans[0][0], spans[-1][1]
@@ -225,7 +233,7 @@ def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh | None, *,
     if sharding is not None and all(_is_global(v, sharding) for v in batch.values()):
       while queue:
         yield queue.popleft()
-      yield batch
+      yield dict(batch)
       continue
     queue.append(shard_batch(batch, mesh) if mesh is not None else jax.device_put(dict(batch)))
     if len(queue) > size:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from merjax.config import Config, paper_config
+from merjax.config import STAGES, Config, Override, paper_config, with_overrides
 from merjax.errors import MerjaxError
 
 DEFAULT_CLIPS_PER_QUADRANT = 100
@@ -29,18 +29,14 @@ DEMO_HPARAMS = "merge_bimodal_balanced"
 
 
 def demo_config(*, seconds: float = DEFAULT_SECONDS, seed: int = 0,
-                max_epochs: int | None = None) -> Config:
-  """The paper's protocol with :data:`DEMO_HPARAMS`' Table 2 values on ``seconds``-long clips."""
-  config = paper_config(DEMO_HPARAMS)
-  stages = {}
-  for name in ("cnn", "dnn", "fusion"):
-    changes: dict[str, Any] = {"seed": seed}
-    if max_epochs is not None:
-      changes["max_epochs"] = max_epochs
-    stages[name] = config.stage(name).replace(**changes)
-  return config.replace(audio=config.audio.replace(clip_seconds=seconds),
-                        augment=config.augment.replace(mode="none", seed=seed), seed=seed,
-                        **stages)
+                max_epochs: int | None = None, overrides: Sequence[Override] = ()) -> Config:
+  """The paper's protocol with :data:`DEMO_HPARAMS`' Table 2 values on ``seconds``-long clips,
+  ``seed`` as both the model and the data seed, then ``overrides`` (``merjax demo --set``)."""
+  changes = [Override("audio.clip_seconds", seconds), Override("augment.mode", "none"),
+             Override("seed", seed), Override("data_seed", seed)]
+  if max_epochs is not None:
+    changes += [Override(f"{stage}.max_epochs", max_epochs) for stage in STAGES]
+  return with_overrides(paper_config(DEMO_HPARAMS), [*changes, *overrides])
 
 
 def _validate(out_dir: Path, clips_per_quadrant: int, seconds: float) -> None:
@@ -82,7 +78,8 @@ def plot_history(fits: dict, path: Path) -> Path:
 def run_demo(*, out_dir: str | os.PathLike = "merjax_demo",
              clips_per_quadrant: int = DEFAULT_CLIPS_PER_QUADRANT,
              seconds: float = DEFAULT_SECONDS, seed: int = 0, max_epochs: int | None = None,
-             workers: int | None = None, log: Callable[[str], Any] = print) -> dict[str, dict]:
+             workers: int | None = None, overrides: Sequence[Override] = (),
+             log: Callable[[str], Any] = print) -> dict[str, dict]:
   """Runs the demo end to end and writes its report.
 
   Args:
@@ -90,8 +87,9 @@ def run_demo(*, out_dir: str | os.PathLike = "merjax_demo",
       ``history.png`` go.
     clips_per_quadrant: synthetic clips per quadrant (at least 4).
     seconds: clip length in seconds (at least 3).
-    seed: seeds the data, the split, the initialisation and the shuffling.
+    seed: the model seed and the data seed (synthetic set and split).
     max_epochs: overrides the paper's 200-epoch cap (for quick runs).
+    overrides: config overrides applied last (:func:`merjax.config.with_overrides`).
     workers: processes for feature extraction (default: all cores, at most 4).
     log: progress sink.
 
@@ -104,7 +102,7 @@ def run_demo(*, out_dir: str | os.PathLike = "merjax_demo",
   from merjax.metrics.classification import classification_metrics, metrics_table, write_report
   from merjax.train.stages import train_hybrid
 
-  config = demo_config(seconds=seconds, seed=seed, max_epochs=max_epochs)
+  config = demo_config(seconds=seconds, seed=seed, max_epochs=max_epochs, overrides=overrides)
   started = time.perf_counter()
   inputs = prepare_inputs("synthetic", config=config, clips_per_quadrant=clips_per_quadrant,
                           workers=workers, log=log)

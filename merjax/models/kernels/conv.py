@@ -23,6 +23,7 @@ their threads (XLA aborts a collective that waits more than 40 s). On other back
 from __future__ import annotations
 
 import functools
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -55,13 +56,10 @@ def _kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape) -> jax.Array:
   batch, out_channels = x.shape[0], g.shape[-1]
   blocks = []
   for o in range(0, out_channels, _BLOCK):
-    total = None
-    for b in range(0, batch, _BLOCK):
-      part = lax.conv_general_dilated(
-          x[b:b + _BLOCK], g[b:b + _BLOCK, ..., o:o + _BLOCK], (1, 1), "VALID",
-          dimension_numbers=("CHWN", "IHWO", "HWNC"))
-      total = part if total is None else total + part
-    blocks.append(total)
+    parts = (lax.conv_general_dilated(
+        x[b:b + _BLOCK], g[b:b + _BLOCK, ..., o:o + _BLOCK], (1, 1), "VALID",
+        dimension_numbers=("CHWN", "IHWO", "HWNC")) for b in range(0, batch, _BLOCK))
+    blocks.append(functools.reduce(operator.add, parts))
   out = blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks, axis=-1)
   return out.reshape(kernel_shape)
 

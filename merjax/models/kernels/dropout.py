@@ -32,7 +32,8 @@ def _rotate_left(x: jax.Array, r: int) -> jax.Array:
 
 def fast_bits_supported(key: jax.Array) -> bool:
   """Whether :func:`threefry_bits` reproduces ``jax.random.bits(key, shape)``."""
-  if not jax.config.jax_threefry_partitionable:
+  # jax.config's flags are attributes set at run time, unknown to the type checker.
+  if not jax.config.jax_threefry_partitionable:  # type: ignore[attr-defined]
     return False
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     return key.shape == () and str(jax.random.key_impl(key)) == "threefry2x32"

@@ -29,6 +29,7 @@ and gradients with those layers.
 from __future__ import annotations
 
 import functools
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,7 @@ import numpy as np
 from flax import linen as nn
 
 from merjax.models.kernels import conv, dropout
-from merjax.models.layers import max_pool
+from merjax.models.layers import max_pool, pool_windows
 
 _NO_GRADIENT = 255  # routed index stored where a window's first maximum was dropped out
 
@@ -51,12 +52,9 @@ def _convolve(x: jax.Array, kernel: jax.Array, *, taps: bool) -> jax.Array:
   kh, kw = kernel.shape[:2]
   height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
   x32, k32 = x.astype(jnp.float32), kernel.astype(jnp.float32)
-  out = None
-  for i in range(kh):
-    for j in range(kw):
-      term = x32[:, i:i + height, j:j + width, :1] * k32[i, j, 0]
-      out = term if out is None else out + term
-  return out.astype(x.dtype)
+  terms = (x32[:, i:i + height, j:j + width, :1] * k32[i, j, 0]
+           for i in range(kh) for j in range(kw))
+  return functools.reduce(operator.add, terms).astype(x.dtype)
 
 
 def _moment(y: jax.Array, example_mask: jax.Array | None, *, power: int) -> jax.Array:
@@ -70,14 +68,6 @@ def _moment(y: jax.Array, example_mask: jax.Array | None, *, power: int) -> jax.
   # Per-example sums, then the mask: no masked copy of the activations is made.
   weight = example_mask.astype(jnp.float32)[:, None]
   return (y.sum((1, 2)) * weight).sum(0) / (weight.sum() * (height * width))
-
-
-def _windows(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
-  """Crops to whole windows: [shape=(batch, hp, ph, wp, pw, channels)]."""
-  batch, height, width, channels = x.shape
-  ph, pw = pool
-  x = x[:, : (height // ph) * ph, : (width // pw) * pw]
-  return x.reshape(batch, height // ph, ph, width // pw, pw, channels)
 
 
 def _window(windows: jax.Array, k: int) -> jax.Array:
@@ -129,7 +119,7 @@ def _materialised(fn, probe: jax.Array, *operands):
   return jax.lax.cond(probe == probe, fn, fn, *operands)
 
 
-def _output_size(source, kernel, *, taps):
+def _output_size(source: jax.Array, kernel: jax.Array, *, taps: bool) -> tuple[int, int]:
   """Spatial size of the conv output for the stored source (the input with taps)."""
   if not taps:
     return source.shape[1], source.shape[2]
@@ -159,8 +149,8 @@ def _index_pass(source, kernel, conv_bias, mean, mul, bias, key, *, taps, rate, 
   if rate > 0.0:
     keep = dropout.bernoulli(key, 1.0 - rate, z.shape)
     z = jax.lax.select(keep, z / (1.0 - rate), jnp.zeros_like(z))
-    keep = _windows(keep, pool)
-  return _routing_index(_windows(z, pool), keep)
+    keep = pool_windows(keep, pool)
+  return _routing_index(pool_windows(z, pool), keep)
 
 
 def _pooled(source, kernel, conv_bias, mean, mul, bias, index, *, taps, rate, pool):
@@ -169,7 +159,7 @@ def _pooled(source, kernel, conv_bias, mean, mul, bias, index, *, taps, rate, po
   z = _normalised(_block_output(source, kernel, conv_bias, taps=taps), mean, mul, bias)
   if rate > 0.0:
     z = z / (1.0 - rate)
-  pooled = _gather(_windows(z, pool), index)
+  pooled = _gather(pool_windows(z, pool), index)
   return jnp.where(index == _NO_GRADIENT, jnp.zeros_like(pooled), pooled)
 
 
@@ -186,7 +176,8 @@ def _forward(x, kernel, conv_bias, scale, bias, example_mask, key, *, taps, rate
                        kernel[0, 0, 0, 0], source, kernel, conv_bias, example_mask)
   mean2 = _materialised(functools.partial(_batch_moment, taps=taps, power=2), mean[0],
                         source, kernel, conv_bias, example_mask)
-  batch, height, width = source.shape[0], *_output_size(source, kernel, taps=taps)
+  batch = source.shape[0]
+  height, width = _output_size(source, kernel, taps=taps)
   count = (jnp.float32(batch) if example_mask is None
            else example_mask.sum(dtype=jnp.float32)) * (height * width)
   var = jnp.maximum(0.0, mean2 - jnp.square(mean))
@@ -228,7 +219,7 @@ def _block_bwd(taps, rate, pool, epsilon, residuals, cotangents):
   g_scaled = g_pooled / (1.0 - rate) if rate > 0.0 else g_pooled
   g_routed = jnp.where(index != _NO_GRADIENT, g_scaled, 0).astype(jnp.float32)
   # The two per-channel sums at pooled resolution: y_hat is needed at routed elements only.
-  y_routed = _gather(_windows(y, pool), index)
+  y_routed = _gather(pool_windows(y, pool), index)
   sum_g = g_routed.sum((0, 1, 2))
   sum_g_yhat = (g_routed * ((y_routed.astype(jnp.float32) - mean) * inv)).sum((0, 1, 2))
   # The conv output's gradient at full resolution, in one elementwise pass.
@@ -282,9 +273,9 @@ def conv_bn_dropout_pool(x: jax.Array, *, kernel: jax.Array, conv_bias: jax.Arra
   if example_mask is not None:
     example_mask = example_mask.astype(bool)
   taps = x.shape[-1] == 1
-  pool = tuple(int(p) for p in pool)
-  return _block(x, kernel, conv_bias, scale, bias, example_mask, key, taps, float(rate), pool,
-                float(epsilon))
+  ph, pw = pool
+  return _block(x, kernel, conv_bias, scale, bias, example_mask, key, taps, float(rate),
+                (int(ph), int(pw)), float(epsilon))
 
 
 class DropoutKey(nn.Module):

@@ -8,10 +8,10 @@ on every machine with the same libsndfile; :func:`decoder_info` names it, and pr
 record it. Channels are averaged to mono and the signal is resampled with soxr's high-quality
 mode (librosa's default ``res_type="soxr_hq"``), one block of frames at a time through soxr's
 streaming resampler (the same samples as resampling the whole signal at once), then cut to the
-exact length ``ceil(n * target / source)`` that librosa returns. On valid files the result is bit-identical to
-``librosa.load``. Unlike librosa, empty, corrupt, truncated and unsupported files raise
-:class:`merjax.errors.MerjaxError` naming the file and the reason instead of returning short or
-silent audio.
+exact length ``ceil(n * target / source)`` that librosa returns. On valid files the result is
+bit-identical to ``librosa.load``. Unlike librosa, empty, corrupt, truncated and unsupported
+files raise :class:`merjax.errors.MerjaxError` naming the file and the reason instead of
+returning short or silent audio.
 
 References:
   McFee et al., librosa 0.11.0, ``librosa.core.audio.load`` and ``librosa.resample``.

@@ -86,7 +86,7 @@ class Prediction:
     return record
 
 
-def collect_paths(inputs: Sequence[str | os.PathLike]) -> list[str]:
+def collect_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
   """The songs named by files, folders (recursive) and list files, in input order, once each.
 
   Args:
@@ -99,7 +99,7 @@ def collect_paths(inputs: Sequence[str | os.PathLike]) -> list[str]:
     Paths as given or found; files that do not exist are kept (they are reported per song).
   """
   found: list[str] = []
-  for item in map(os.fspath, inputs):
+  for item in (os.fspath(i) for i in inputs):
     if os.path.isdir(item):
       for root, dirs, files in os.walk(item):
         dirs.sort()
@@ -231,7 +231,7 @@ def format_text(prediction: Prediction) -> str:
   p = prediction
   if p.error is not None:
     return f"{p.path}: error: {p.error}"
-  probs = "  ".join(f"{q} {v:.2f}" for q, v in p.probabilities.items())
+  probs = "  ".join(f"{q} {v:.2f}" for q, v in (p.probabilities or {}).items())
   marks = "  [padded]" if p.padded else ""
   if p.warning:
     marks += f"  warning: {p.warning}"
@@ -328,9 +328,9 @@ class _DeviceBatches:
     self.waveforms = (np.zeros((batch_size, audio.clip_samples), np.float32)
                       if which != "dnn" else None)
     self.features = (np.zeros((batch_size, n_features), np.float32)
-                     if which != "cnn" else None)
+                     if n_features is not None else None)
     self.owners: list[tuple[_Song, int]] = []
-    self.in_flight = None
+    self.in_flight: tuple[Any, list[tuple[_Song, int]]] | None = None
 
   def add(self, song: _Song, waveforms: np.ndarray, features: np.ndarray | None) -> None:
     for i in range(len(song.probabilities)):
@@ -338,6 +338,7 @@ class _DeviceBatches:
       if self.waveforms is not None:
         self.waveforms[row] = waveforms[i]
       if self.features is not None:
+        assert features is not None, "a dnn/hybrid batch needs every window's features"
         self.features[row] = features[i]
       self.owners.append((song, i))
       if len(self.owners) == self.batch_size:
@@ -475,7 +476,9 @@ def predict_songs(paths: Sequence[str], *, model, which: str = "hybrid",
     prediction.padded = decoded.padded
     warnings = [w for w in [silence_warning(decoded)] if w]
     features = None
+    assert decoded.windows is not None  # a song without an error has its windows
     if decoded.features is not None:
+      assert names is not None  # features are computed only when the model takes them
       nan = np.isnan(decoded.features).any(axis=0)
       prediction.nan_features = [names[j] for j in np.flatnonzero(nan)]
       if prediction.nan_features:

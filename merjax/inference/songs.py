@@ -184,14 +184,15 @@ def _read_windows(path, *, sample_rate, clip_samples, segment, hop_samples, max_
   samples = np.concatenate(real)
   peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
   power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0
-  song = SongWindows(path=path, windows=np.stack(windows).astype(np.float32, copy=False),
+  stacked = np.stack(windows).astype(np.float32, copy=False)
+  song = SongWindows(path=path, windows=stacked,
                      starts=starts, duration_seconds=n / sample_rate, padded=n < clip_samples,
                      peak=peak, rms_dbfs=10 * math.log10(power) if power > 0 else -math.inf)
   if features_backend is not None:
     from merjax.features.backends import audio_backend
     backend = audio_backend(features_backend)
     song.features = np.stack([np.asarray(backend.extract(w, sample_rate=sample_rate), np.float32)
-                              for w in song.windows])
+                              for w in stacked])
   return song
 
 

@@ -34,19 +34,25 @@ CNN                        0.31 (batch 1)              0.61 (one call of ~10 win
 total                      ~1.0-1.25                   2.1-2.6
 =========================  ==========================  ==================================
 
-Of the decode, libvorbis itself takes ~0.55 s in both paths and resampling (soxr_hq, the
-same as librosa's default, bit-identical samples) only ~0.06-0.08 s: a cheaper resampler
-would save under 0.05 s, so there is none. ``librosa.load``'s ``np.mean`` downmix of
-interleaved stereo costs 0.26 s and holding the whole 44.1 kHz stereo signal costs 0.2-0.4 s
-of page faults; merjax's decode sums the channels (bit-identical) block by block. A CNN call
-on more than two 30 s windows makes XLA:CPU take fresh pages for every activation above
-glibc's 32 MB ``mmap`` threshold (0.065 CPU s per window instead of 0.035), hence batches
-of one window on CPU. The projected 2-core ratio: the loop runs one core except inside the
-model call, which XLA spreads over both (1.8-2.1 s of wall per song); ``merjax predict`` keeps
-both cores busy with two decoding workers plus the device loop (~0.55-0.65 s per song), so
-3.0-3.9 times the loop's songs/s, start-up (JAX import, one compilation, two workers: ~6 CPU
-s) amortised. Libvorbis (~0.55 s) and the CNN (~0.3 s) bound it at about 2 / 0.9 = 2.2 songs/s
-on 2 cores.
+Of the decode, libvorbis itself takes ~0.55 s in both paths and resampling (soxr_hq, the same as
+librosa's default, bit-identical samples) only ~0.06-0.08 s: a cheaper resampler would save
+under 0.05 s, so there is none. ``librosa.load``'s ``np.mean`` downmix of interleaved stereo
+costs 0.26 s and holding the whole 44.1 kHz stereo signal costs 0.2-0.4 s of page faults;
+merjax's decode sums the channels (bit-identical) block by block. A CNN call on more than two 30
+s windows makes XLA:CPU take fresh pages for every activation above glibc's 32 MB ``mmap``
+threshold (0.065 CPU s per window instead of 0.035), hence batches of one window on CPU. The
+loop is the straightforward one the case asks for: the same samples (``librosa.load`` equals
+merjax's decode bit for bit), the same windows, a mel within float rounding of merjax's
+(``max_prob_diff`` ~2e-6), XLA using both cores inside its model call; it compiles once per
+distinct window count (4 for 180-300 s songs, ~1-2 s each) and its one call per song pays the
+page faults above (~0.3 s per song: a loop calling the model once per window would be that much
+faster). The projected 2-core ratio: the loop runs one core except inside the model call, which
+XLA spreads over both (1.9-2.3 s of wall per song; 2.46 CPU s per song measured over whole
+runs); ``merjax predict`` keeps both cores busy with two decoding workers plus the device loop
+(1.12 CPU s per song measured over whole runs of 12 and 24 songs: 0.55-0.65 s of wall), so
+2.9-4.2 times the loop's songs/s, most likely about 3.5, start-up (JAX import, one
+compilation, two workers: ~7 CPU s against the loop's ~5.5) amortised over 100 songs.
+Libvorbis (~0.55 s) and the CNN (~0.3 s) bound it at about 2 / 0.9 = 2.2 songs/s on 2 cores.
 
 Run: ``python benchmarks/predict.py [--songs 1 100 1000] [--which cnn hybrid]
 [--segment windows middle] [--json] [--markdown PATH]``.

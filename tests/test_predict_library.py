@@ -129,6 +129,59 @@ def test_seeking_decodes_the_same_samples_as_a_full_decode(library):
     np.testing.assert_allclose(song.windows[0], full[start:start + int(CLIP * SR)], atol=1e-6)
 
 
+def test_to_mono_is_bit_identical_to_librosa():
+  import librosa
+
+  from merjax.audio.io import to_mono
+
+  rng = np.random.default_rng(0)
+  for channels in (1, 2, 3, 6):
+    scale = rng.choice([1e-40, 1e-3, 1.0, 1e3], size=(50_000, channels))  # subnormals too
+    frames = (rng.standard_normal((50_000, channels)) * scale).astype(np.float32)
+    frames[::7] = 0.0
+    frames[::11] = -0.0
+    interleaved = frames.T  # how soundfile's (frames, channels) reads reach it
+    ours, reference = to_mono(interleaved), librosa.to_mono(interleaved)
+    assert ours.dtype == reference.dtype == np.float32
+    np.testing.assert_array_equal(ours.view(np.int32), reference.view(np.int32))
+
+
+def test_streamed_decode_is_bit_identical_to_librosa_load(library):
+  """Blocks of 2**18 native frames, averaged and resampled as a stream: the same samples as
+  ``librosa.load`` resampling the whole song at once."""
+  import warnings
+
+  import librosa
+
+  from merjax.audio import io
+
+  for name in ("d_long.flac", "c_mid.ogg"):  # 20 s at 44.1 kHz: four blocks; one block
+    path = str(library / name)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      reference = librosa.load(path, sr=SR)[0]
+    ours, _ = io.decode(path, sample_rate=SR)
+    np.testing.assert_array_equal(ours, reference)
+  assert SONGS["d_long.flac"][0] * SONGS["d_long.flac"][1] > 3 * io._BLOCK_FRAMES
+
+
+def test_batch_size_changes_speed_not_predictions(model_dir, library):
+  from merjax.inference.directory import load_model
+  from merjax.inference.predict import collect_paths, default_batch_size, predict_songs
+
+  assert default_batch_size() == 1  # tests run on XLA:CPU
+  model = load_model(model_dir)
+  paths = collect_paths([library])
+  runs = [list(predict_songs(paths, model=model, which="hybrid", hop_seconds=2.0,
+                             max_windows=4, per_window=True, batch_size=b)) for b in (None, 5)]
+  assert [p.window_starts for p in runs[0]] == [p.window_starts for p in runs[1]]
+  for one, five in zip(*runs):
+    assert (one.error is None) == (five.error is None)
+    if one.error is None:
+      np.testing.assert_allclose(one.window_probabilities, five.window_probabilities,
+                                 atol=1e-5)
+
+
 def test_list_files_and_duplicates(library, tmp_path):
   from merjax.inference.predict import collect_paths
 

@@ -6,11 +6,12 @@ AIFF), and nothing else: unlike librosa, merjax never falls back to audioread, w
 decode a damaged file differently there. So a file gives the same samples, or the same error,
 on every machine with the same libsndfile; :func:`decoder_info` names it, and prepared stores
 record it. Channels are averaged to mono and the signal is resampled with soxr's high-quality
-mode (librosa's default ``res_type="soxr_hq"``), then cut to the exact length
-``ceil(n * target / source)`` that librosa returns. On valid files the result is bit-identical to
-``librosa.load``. Unlike librosa, empty, corrupt, truncated and unsupported files raise
-:class:`merjax.errors.MerjaxError` naming the file and the reason instead of returning short or
-silent audio.
+mode (librosa's default ``res_type="soxr_hq"``), one block of frames at a time through soxr's
+streaming resampler (the same samples as resampling the whole signal at once), then cut to the
+exact length ``ceil(n * target / source)`` that librosa returns. On valid files the result is
+bit-identical to ``librosa.load``. Unlike librosa, empty, corrupt, truncated and unsupported
+files raise :class:`merjax.errors.MerjaxError` naming the file and the reason instead of
+returning short or silent audio.
 
 References:
   McFee et al., librosa 0.11.0, ``librosa.core.audio.load`` and ``librosa.resample``.
@@ -36,6 +37,8 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".
 # A decode shorter than the length the file declares by more than this fraction and this many
 # seconds is reported as truncated (MP3 lengths without a Xing/LAME header are estimates).
 _TRUNCATION_TOLERANCE = (0.02, 0.5)
+# Native frames decoded at a time (6 s at 44.1 kHz, 2 MiB of float32 stereo).
+_BLOCK_FRAMES = 2**18
 
 Source: TypeAlias = str | os.PathLike | BinaryIO
 
@@ -105,14 +108,34 @@ def _head(source: Source, size: int = 4096) -> bytes:
   return source.read(size)
 
 
-def _read_soundfile(source: Source) -> tuple[np.ndarray, int, int]:
-  """librosa's ``__soundfile_load``; also returns the number of frames the file declares."""
+def _read_soundfile(source: Source, *, sample_rate: int) -> tuple[np.ndarray, int, int, int]:
+  """librosa's ``__soundfile_load``, ``to_mono`` and ``resample``, one block at a time.
+
+  Blocks of native frames are averaged to mono and fed to a streaming soxr resampler, whose
+  output is bit-identical to resampling the whole signal at once; so the whole multichannel
+  signal at the native rate (100 MB for a 5-minute 44.1 kHz stereo song) is never held.
+
+  Returns:
+    ``(mono samples at sample_rate, native rate, frames decoded, frames the file declares)``.
+  """
   import soundfile as sf
+  import soxr
 
   with sf.SoundFile(source) as sf_desc:
-    declared = sf_desc.frames
-    y = sf_desc.read(frames=-1, dtype=np.float32, always_2d=False).T
-    return y, sf_desc.samplerate, declared
+    declared, native = sf_desc.frames, sf_desc.samplerate
+    resampler = (None if native == sample_rate else
+                 soxr.ResampleStream(native, sample_rate, 1, dtype="float32", quality="soxr_hq"))
+    parts, frames = [], 0
+    # Not SoundFile.blocks: it yields the declared length even when the data ends sooner.
+    while len(block := sf_desc.read(_BLOCK_FRAMES, dtype=np.float32, always_2d=True)):
+      if not np.all(np.isfinite(block)):
+        return np.zeros(0, np.float32), native, -1, declared
+      frames += len(block)
+      mono = to_mono(block.T) if block.shape[1] > 1 else block[:, 0].copy()
+      parts.append(mono if resampler is None else resampler.resample_chunk(mono))
+    if resampler is not None:
+      parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+  return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), native, frames, declared
 
 
 def _soundfile_reason(error: Exception) -> str:
@@ -138,11 +161,11 @@ def decoder_info() -> dict[str, str]:
           "resampler": f"soxr {soxr.__version__} (soxr_hq)"}
 
 
-def _raw_decode(source: Source, label: str) -> tuple[np.ndarray, int]:
+def _raw_decode(source: Source, label: str, sample_rate: int) -> tuple[np.ndarray, int]:
   import soundfile as sf
 
   try:
-    y, sr_native, declared = _read_soundfile(source)
+    y, sr_native, n, declared = _read_soundfile(source, sample_rate=sample_rate)
   except sf.SoundFileError as sf_error:
     if label.lower().endswith(".mp3") and "MP3" not in sf.available_formats():
       raise MerjaxError(f"{label}: cannot decode MP3 with libsndfile {sf.__libsndfile_version__} "
@@ -150,18 +173,19 @@ def _raw_decode(source: Source, label: str) -> tuple[np.ndarray, int]:
                         ) from None
     raise MerjaxError(f"{label}: cannot decode: the file is corrupt or not a supported audio "
                       f"format (libsndfile: {_soundfile_reason(sf_error)})") from None
+  if n < 0:
+    raise MerjaxError(f"{label}: decoded audio contains NaN or infinite samples")
   # libsndfile shortens a truncated WAV's declared length itself, so read the header too.
   declared = max(declared, _wav_declared_frames(_head(source)) or 0)
-  n = y.shape[-1]
   fraction, seconds = _TRUNCATION_TOLERANCE
   if declared > 0 and declared - n > max(fraction * declared, seconds * sr_native):
     raise MerjaxError(
         f"{label}: truncated file: decoded {n} of the {declared} samples its header declares "
         f"({n / sr_native:.2f} s of {declared / sr_native:.2f} s)")
-  if y.shape[-1] == 0:
+  if n == 0:
     raise MerjaxError(f"{label}: contains no audio samples")
-  if not np.all(np.isfinite(y)):
-    raise MerjaxError(f"{label}: decoded audio contains NaN or infinite samples")
+  if sr_native != sample_rate:  # librosa.resample(fix=True)
+    y = fix_length(y, size=int(math.ceil(n * float(sample_rate) / sr_native)))
   return y, int(sr_native)
 
 
@@ -181,18 +205,30 @@ def decode(source: Source, *, sample_rate: int = 16000, name: str | None = None
   Raises:
     MerjaxError: the file is missing, empty, corrupt, truncated or not a supported format.
   """
-  import soxr
-
   label = _describe(source, name)
   _check_not_empty(source, label)
-  y, sr_native = _raw_decode(source, label)
-  if y.ndim > 1:
-    y = np.mean(y, axis=tuple(range(y.ndim - 1)))  # librosa.to_mono
-  if sr_native != sample_rate:
-    n_samples = int(math.ceil(y.shape[-1] * float(sample_rate) / sr_native))
-    y = soxr.resample(y, sr_native, sample_rate, quality="soxr_hq")
-    y = fix_length(y, size=n_samples)  # librosa.resample(fix=True)
+  y, sr_native = _raw_decode(source, label, sample_rate)
   return np.asarray(y, dtype=np.float32), sr_native
+
+
+def to_mono(channels: np.ndarray) -> np.ndarray:
+  """Averages channels exactly as ``librosa.to_mono`` (``np.mean`` over the channel axis).
+
+  Bit-identical to it (a float32 sum from +0 in channel order, divided by the count) but about
+  10 times faster on decoded audio, whose channels are interleaved: ``np.mean`` reduces the
+  2-sample inner axis one output sample at a time (0.26 s of CPU for a 4-minute stereo song,
+  four times the cost of resampling it), whereas this adds whole channels.
+
+  Args:
+    channels: float32 samples [shape=(channels, n)], possibly a transposed (interleaved) view.
+
+  Returns:
+    float32 mono samples [shape=(n,)].
+  """
+  mono = channels[0] + np.float32(0.0)  # a copy; -0.0 becomes +0.0 as in np.mean's sum
+  for channel in channels[1:]:
+    mono += channel
+  return np.true_divide(mono, np.intp(len(channels)), out=mono, casting="unsafe")
 
 
 def fix_length(waveform: np.ndarray, *, size: int) -> np.ndarray:

@@ -40,8 +40,9 @@ def register(subparsers) -> None:
                       help="print one JSON object per song (JSON Lines) instead of text")
   parser.add_argument("--workers", type=int, default=None,
                       help="decoding and feature processes (default: cores, at most 4)")
-  parser.add_argument("--batch-size", type=int, default=16,
-                      help="windows per device batch (default: %(default)s)")
+  parser.add_argument("--batch-size", type=int, default=None,
+                      help="windows per device batch (default: 1 on CPU, where larger batches "
+                      "only add memory traffic, 16 on GPU/TPU)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   from merjax.commands._options import add_model_execution_arguments
   add_model_execution_arguments(parser.add_argument_group(

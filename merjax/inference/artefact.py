@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -51,21 +51,27 @@ def forward(variables: Mapping[str, Any], inputs: Mapping[str, jax.Array], *, wh
     if "mels" in inputs:
       return inputs["mels"]
     from merjax.audio.spectral import _log_mel
+    if audio is None:
+      raise ValueError("forward needs audio settings to compute the log-mel of waveforms")
     log_mels = _log_mel(inputs["waveforms"], sample_rate=audio.sample_rate, n_fft=audio.n_fft,
                         hop_length=audio.hop_length, n_mels=audio.n_mels, fmin=audio.fmin,
                         fmax=audio.fmax, ref=audio.ref, amin=audio.amin, top_db=audio.top_db)
     return (log_mels - inputs["mel_mean"]) / inputs["mel_std"]
 
+  # Module.apply is typed as "outputs, or (outputs, mutated state)"; nothing is mutable here.
   if which == "cnn":
-    return CNN(model_config).apply(variables["cnn"], mels(), train=False)
+    return cast(jax.Array, CNN(model_config).apply(variables["cnn"], mels(), train=False))
   if which == "dnn":
-    return DNN(model_config).apply(variables["dnn"], inputs["features"], train=False)
+    return cast(jax.Array, DNN(model_config).apply(variables["dnn"], inputs["features"],
+                                                   train=False))
   embeddings = jnp.concatenate(
-      [CNN(model_config).apply(variables["cnn"], mels(), method=CNN.embed),
-       DNN(model_config).apply(variables["dnn"], inputs["features"], method=DNN.embed)], axis=-1)
+      [cast(jax.Array, CNN(model_config).apply(variables["cnn"], mels(), method=CNN.embed)),
+       cast(jax.Array, DNN(model_config).apply(variables["dnn"], inputs["features"],
+                                               method=DNN.embed))], axis=-1)
   if which == "embeddings":
     return embeddings
-  return Fusion(model_config).apply(variables["fusion"], embeddings, train=False)
+  return cast(jax.Array, Fusion(model_config).apply(variables["fusion"], embeddings,
+                                                    train=False))
 
 
 def _needs(which: str) -> tuple[str, ...]:
@@ -87,9 +93,9 @@ class HybridModel:
   """
 
   config: Config
-  cnn: dict
-  dnn: dict
-  fusion: dict
+  cnn: Mapping[str, Any]
+  dnn: Mapping[str, Any]
+  fusion: Mapping[str, Any]
   mel_mean: float
   mel_std: float
   feature_preprocessor: Any = None
@@ -151,17 +157,17 @@ class HybridModel:
 
   def _in_batches(self, *, which: str, batch_size: int, **arrays: np.ndarray | None
                   ) -> np.ndarray:
-    arrays = {k: np.asarray(v, np.float32) for k, v in arrays.items() if v is not None}
-    if not arrays:
+    given = {k: np.asarray(v, np.float32) for k, v in arrays.items() if v is not None}
+    if not given:
       raise ValueError("no inputs to process")
-    n = len(next(iter(arrays.values())))
+    n = len(next(iter(given.values())))
     if n == 0:
       raise ValueError("no inputs to process")
     batch_size = min(batch_size, n)
     variables = self.variables(which=which)
     outputs = []
     for start in range(0, n, batch_size):
-      batch = {k: v[start:start + batch_size] for k, v in arrays.items()}
+      batch = {k: v[start:start + batch_size] for k, v in given.items()}
       real = len(next(iter(batch.values())))
       if real < batch_size:  # pad the last batch: one shape, one compilation
         batch = {k: np.pad(v, [(0, batch_size - real)] + [(0, 0)] * (v.ndim - 1))

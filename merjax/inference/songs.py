@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from merjax.audio.io import decode, fix_length
+from merjax.audio.io import decode, fix_length, to_mono
 from merjax.errors import MerjaxError
 
 SEGMENTS = ("first", "middle", "windows")
@@ -123,7 +123,7 @@ def _read_span(path: str, *, start: int, stop: int, sample_rate: int, info) -> n
   if len(y) < last - first:
     raise MerjaxError(f"{path}: truncated file: frames {first}-{last} of the {info.frames} "
                       f"its header declares could not be read")
-  y = y.mean(axis=1)
+  y = to_mono(y.T)
   if native != sample_rate:
     y = soxr.resample(y, native, sample_rate, quality="soxr_hq")
   offset = start - first * sample_rate // native
@@ -184,14 +184,15 @@ def _read_windows(path, *, sample_rate, clip_samples, segment, hop_samples, max_
   samples = np.concatenate(real)
   peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
   power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0
-  song = SongWindows(path=path, windows=np.stack(windows).astype(np.float32), starts=starts,
-                     duration_seconds=n / sample_rate, padded=n < clip_samples, peak=peak,
-                     rms_dbfs=10 * math.log10(power) if power > 0 else -math.inf)
+  stacked = np.stack(windows).astype(np.float32, copy=False)
+  song = SongWindows(path=path, windows=stacked,
+                     starts=starts, duration_seconds=n / sample_rate, padded=n < clip_samples,
+                     peak=peak, rms_dbfs=10 * math.log10(power) if power > 0 else -math.inf)
   if features_backend is not None:
     from merjax.features.backends import audio_backend
     backend = audio_backend(features_backend)
     song.features = np.stack([np.asarray(backend.extract(w, sample_rate=sample_rate), np.float32)
-                              for w in song.windows])
+                              for w in stacked])
   return song
 
 

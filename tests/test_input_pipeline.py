@@ -89,9 +89,10 @@ def test_split_batches_resides_when_it_fits_and_streams_otherwise():
   arrays = _arrays(23)
   need = 23 * (3 * 4 + 4)
   logs = []
-  resident = split_batches(arrays, batch_size=5, shuffle=True, seed=4,
+  mesh = parallel.make_data_mesh(devices=1)
+  resident = split_batches(arrays, batch_size=5, shuffle=True, seed=4, mesh=mesh,
                            memory_budget_bytes=need, log=logs.append)
-  streamed = split_batches(arrays, batch_size=5, shuffle=True, seed=4,
+  streamed = split_batches(arrays, batch_size=5, shuffle=True, seed=4, mesh=mesh,
                            memory_budget_bytes=need - 1, log=logs.append)
   assert isinstance(resident, DeviceBatches) and isinstance(streamed, StreamedBatches)
   assert "resident" in logs[0] and "streamed" in logs[1]
@@ -103,10 +104,10 @@ def test_split_batches_resides_when_it_fits_and_streams_otherwise():
         np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
   # A source with a transform is budgeted after the transform (float64 doubles the size).
   double = lambda batch: {**batch, "inputs": batch["inputs"].astype(np.float64)}
-  assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, transform=double,
-                                  memory_budget_bytes=need), StreamedBatches)
-  assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, device_memory_gb=1),
-                    DeviceBatches)
+  assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, mesh=mesh,
+                                  transform=double, memory_budget_bytes=need), StreamedBatches)
+  assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, mesh=mesh,
+                                  device_memory_gb=1), DeviceBatches)
 
 
 def test_memory_budget_and_option():

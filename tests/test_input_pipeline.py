@@ -188,9 +188,8 @@ def test_resident_gather_on_a_mesh_is_exact_for_every_dtype():
       np.testing.assert_array_equal(np.asarray(a[key]), b[key], err_msg=key)
 
 
-@pytest.mark.parametrize("on_mesh", [False, True])
-def test_repeats_store_each_row_once_and_number_the_examples(on_mesh):
-  mesh = parallel.make_data_mesh(devices=1) if on_mesh else None
+def test_repeats_store_each_row_once_and_number_the_examples():
+  mesh = parallel.make_data_mesh(devices=1)
   arrays = _arrays(7)
   once = 7 * (3 * 4 + 4)  # the 7 rows, stored once although an epoch covers 21 examples
   resident = split_batches(arrays, batch_size=4, shuffle=True, seed=1, mesh=mesh, repeats=3,

@@ -103,7 +103,9 @@ def test_split_batches_resides_when_it_fits_and_streams_otherwise():
       for key in ("inputs", "label", "mask", "index"):
         np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
   # A source with a transform is budgeted after the transform (float64 doubles the size).
-  double = lambda batch: {**batch, "inputs": batch["inputs"].astype(np.float64)}
+  def double(batch):
+    return {**batch, "inputs": batch["inputs"].astype(np.float64)}
+
   assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, mesh=mesh,
                                   transform=double, memory_budget_bytes=need), StreamedBatches)
   assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, mesh=mesh,

@@ -236,10 +236,10 @@ class WaveformFrontEnd:
   """A model's ``apply`` that takes packed waveform rows as well as log-mels.
 
   Set as the CNN state's ``apply_fn`` (:meth:`WaveformTraining.front_end`, called by
-  :func:`merjax.train.train_classifier`), it puts augmentation, log-mel and z-normalisation inside the jitted training
-  step; log-mel inputs (validation, inference) pass straight through. The variables are the
-  model's own, so checkpoints and the trained model are those of the plain CNN. Compares by
-  value, so jitted steps are reused.
+  :func:`merjax.train.train_classifier`), it puts augmentation, log-mel and z-normalisation
+  inside the jitted training step; log-mel inputs (validation, inference) pass straight
+  through. The variables are the model's own, so checkpoints and the trained model are those
+  of the plain CNN. Compares by value, so jitted steps are reused.
 
   Attributes:
     apply: the model's apply (``state.apply_fn``).

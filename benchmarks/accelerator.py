@@ -189,13 +189,15 @@ def _waveform_source(clips, augment_mode: str = "offline"):
 def waveform_step_row(*, batch: int, steps: int, seconds: float) -> dict:
   import jax
 
+  from merjax import parallel
   from merjax.train.steps import jit_train_step
   source = _waveform_source(_clips(batch, seconds))
-  packed = next(iter(source.batches(batch_size=batch, seed=0)(0)))
+  mesh = parallel.make_data_mesh(devices=1)
+  packed = next(source.batches(batch_size=batch, seed=0, mesh=mesh).epoch(0))
   model = _cnn("plain" if jax.default_backend() != "cpu" else "fast", "float32")
   frames = source.audio.frames
   state = _state(model, _mel_batch(1, frames)["inputs"])
-  state = state.replace(apply_fn=source.front_end(state.apply_fn))
+  state = state.replace(apply_fn=source.front_end(state.apply_fn, mesh=mesh))
   batch_dict = {k: packed[k] for k in ("inputs", "label", "mask")}
   checks = _hlo_checks(jit_train_step.lower(state, batch_dict, jax.random.key(0)).compile())
   rate, _, _ = _throughput(jit_train_step, state, batch_dict, jax.random.key(0), steps=steps)
@@ -306,6 +308,7 @@ def fit_epoch_rows(*, clips: int, batch: int, seconds: float) -> list[dict]:
 
   import jax
 
+  from merjax import parallel
   from merjax.batches.augmented import offline_training_set
   from merjax.config import TrainConfig
   from merjax.inputs.log_mel import log_mels
@@ -331,10 +334,10 @@ def fit_epoch_rows(*, clips: int, batch: int, seconds: float) -> list[dict]:
     finally:
       stages.fit = plain_fit
 
+  mesh = parallel.make_data_mesh(devices=1)
   with guarded():
-    waveforms = train_classifier(model, train=val, val=val, config=config, stage="cnn", log=None,
-                                 mesh=None, wrap_apply=source.front_end,
-                                 train_batches=source.batches(batch_size=batch, seed=0))
+    waveforms = train_classifier(model, train=val, val=val, config=config, mesh=mesh,
+                                 stage="cnn", log=None, cnn_training=source)
   start = time.perf_counter()
   mels, labels = offline_training_set(source.waveforms, source.labels, train_mels,
                                       audio=source.audio, augment=source.augment,
@@ -342,7 +345,7 @@ def fit_epoch_rows(*, clips: int, batch: int, seconds: float) -> list[dict]:
   precompute = time.perf_counter() - start
   with guarded():
     precomputed = train_classifier(model, train={"inputs": mels, "label": labels}, val=val,
-                                   config=config, stage="cnn", log=None, mesh=None)
+                                   config=config, mesh=mesh, stage="cnn", log=None)
   common = dict(dtype="float32", impl=model.config.cnn_impl, batch=batch, devices=1,
                 examples=source.size, clip_seconds=seconds, transfer_guard="disallow")
   epoch = {name: fit.history[-1]["seconds"] for name, fit in

@@ -84,6 +84,7 @@ def bench_decode(tmp: str, *, mp3: list[str], wav: list[str], repeats: int) -> l
 
 def bench_batches(tmp: str, *, mp3: list[str], clips: int, batch_size: int, epochs: int,
                   repeats: int) -> list[dict]:
+  from merjax import parallel
   from merjax.audio.io import fix_length
   from merjax.batches.loader import Loader, pcm_to_float
   from merjax.batches.split import DeviceBatches
@@ -133,7 +134,8 @@ def bench_batches(tmp: str, *, mp3: list[str], clips: int, batch_size: int, epoc
   # Whole batches only, as the naive loop and the Loader rows (drop_remainder) see.
   whole = per_epoch * batch_size
   device = DeviceBatches({"waveform": ds.waveforms()[:whole], "label": ds.labels[:whole]},
-                         batch_size=batch_size, seed=0, shuffle=True)
+                         batch_size=batch_size, seed=0, shuffle=True,
+                         mesh=parallel.make_data_mesh(devices=1))
   epoch = itertools.count()
 
   def device_epochs():

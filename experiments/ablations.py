@@ -139,7 +139,8 @@ def run_cell(cell: Cell, seed: int, *, prepare: Callable[[Config], Any],
     One record per model: cell, seed, model, test F1 / accuracy / precision / recall and the
     repetition's training time.
   """
-  from merjax.metrics.classification import classification_metrics
+  from merjax import parallel
+  from merjax.runs.scores import score_split
   from merjax.train.finetune import finetune_hybrid
   from merjax.train.stages import train_hybrid
 
@@ -147,18 +148,17 @@ def run_cell(cell: Cell, seed: int, *, prepare: Callable[[Config], Any],
   config = with_seed(cell.config, seed)
   inputs = prepare(config)
   data = inputs.stage_data
-  model, _ = train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
+  mesh = parallel.resolve_mesh()
+  model, _ = train_hybrid(data, config=config, mesh=mesh, mel_mean=inputs.mel_mean,
                           mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
                           log=log)
-  test = dict(mels=data.mels["test"], features=data.features["test"])
-  scores = {}
-  for kind in cell.models:
-    if kind == "hybrid_finetuned":
-      tuned, _ = finetune_hybrid(model, data, log=log)
-      logits = tuned.logits(**test, which="hybrid")
-    else:
-      logits = model.logits(**test, which=kind)
-    scores[kind] = classification_metrics(data.labels["test"], np.argmax(logits, -1))
+  test = dict(mels=data.mels["test"], features=data.features["test"],
+              labels=data.labels["test"])
+  scores = score_split(model, **test, models=[k for k in cell.models if k != "hybrid_finetuned"])
+  if "hybrid_finetuned" in cell.models:
+    tuned, _ = finetune_hybrid(model, data, mesh=mesh, log=log)
+    scores["hybrid_finetuned"] = score_split(tuned, **test, models=("hybrid",))["hybrid"]
+  scores = {kind: scores[kind] for kind in cell.models}
   seconds = time.perf_counter() - start
   return [{"cell": cell.key, "seed": seed, "model": kind, "seconds": seconds,
            **{k: m[k] for k in ("f1", "accuracy", "precision", "recall")}}

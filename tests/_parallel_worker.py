@@ -117,6 +117,7 @@ def devices(args) -> dict:
   """Three CNN and DNN steps on one device and on a mesh of all devices; fit on both."""
   import jax
   import jax.numpy as jnp
+  import numpy as np
 
   from merjax import parallel
   from merjax.config import ModelConfig, TrainConfig
@@ -157,19 +158,18 @@ def devices(args) -> dict:
   config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=16, max_epochs=3,
                        train_accuracy_stop=None)
   split = dict(train={"inputs": x[:36], "label": y[:36]}, val={"inputs": x[36:], "label": y[36:]})
-  for key, mesh_arg in (("single", None), ("mesh", "auto")):
+  for key, used in (("single", parallel.make_data_mesh(devices=1)), ("mesh", mesh)):
     result = train_classifier(DNN(ModelConfig()), config=config, stage="dnn", log=None,
-                              mesh=mesh_arg, **split)
+                              mesh=used, **split)
     out.update(_flat(result.state.params, f"{key}/fit"))
     out[f"{key}/fit/history"] = json.dumps([{k: v for k, v in r.items() if k != "seconds"}
                                             for r in result.history])
-    used = parallel.resolve_mesh(mesh_arg)
-    _, logits = evaluate_batches(
-        result.state, parallel_batches(split["val"], mesh=used), mesh=used)
-    out[f"{key}/fit/val_logits"] = logits
+    state = parallel.replicate(result.state, used)
+    metrics = evaluate_batches(state, parallel_batches(split["val"], mesh=used), mesh=used)
+    out[f"{key}/fit/val_metrics"] = np.asarray([metrics["loss"], metrics["accuracy"]])
   try:
     train_classifier(DNN(ModelConfig()), config=config.replace(batch_size=12), stage="dnn",
-                     log=None, mesh="auto", **split)
+                     log=None, mesh=mesh, **split)
     out["error"] = ""
   except MerjaxError as e:
     out["error"] = str(e)
@@ -179,7 +179,7 @@ def devices(args) -> dict:
 def parallel_batches(split, *, mesh):
   from merjax import parallel
   from merjax.batches.split import DeviceBatches
-  size = 16 if mesh is None else parallel.round_up(16, parallel.data_size(mesh))
+  size = parallel.round_up(16, parallel.data_size(mesh))
   return DeviceBatches(split, batch_size=size, shuffle=False, mesh=mesh).epoch()
 
 
@@ -198,7 +198,7 @@ def multihost(args) -> dict:
   _join(args)
   import jax
 
-  from merjax.batches.split import HostBatches
+  from merjax.batches.split import StreamedBatches
   from merjax.config import ModelConfig, TrainConfig
   from merjax.models import DNN
   from merjax.train import create_state, fit, train_classifier
@@ -214,17 +214,17 @@ def multihost(args) -> dict:
   out.update(_flat(device_fed.state.params, "device_fed"))
   out["device_fed/history"] = json.dumps([{k: v for k, v in r.items() if k != "seconds"}
                                           for r in device_fed.history])
-  # Host-fed: each process yields its rows of every global batch (as grain with
-  # ShardByJaxProcess would) and fit assembles them with make_array_from_process_local_data.
+  # Host-fed (streamed): each process reads its rows of every global batch with grain, and
+  # they are assembled with make_array_from_process_local_data.
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   state = create_state(DNN(ModelConfig()), x[:1], config, rng=init_rng)
-  train_data = HostBatches(train, batch_size=16, shuffle=True, seed=config.seed)
-  val_data = HostBatches(val, batch_size=16, shuffle=False)
+  train_data = StreamedBatches(train, batch_size=16, shuffle=True, seed=config.seed, mesh=mesh)
+  val_data = StreamedBatches(val, batch_size=16, shuffle=False, mesh=mesh)
   host_fed = fit(state, train_batches=train_data.epoch, val_batches=val_data.epoch,
-                 config=config, rng=dropout_rng, stage="dnn", log=None, mesh=mesh)
+                 config=config, rng=dropout_rng, mesh=mesh, stage="dnn", log=None)
   out.update(_flat(host_fed.state.params, "host_fed"))
-  out["local_batch_rows"] = next(iter(train_data.epoch(0)))["inputs"].shape[0]
+  out["local_batch_rows"] = next(iter(train_data.loader.epoch(0)))["inputs"].shape[0]
   return out
 
 
@@ -232,6 +232,7 @@ def resume(args) -> dict:
   """A CNN (BatchNorm, dropout, Adam) trained with a work dir; optionally SIGKILLs itself."""
   import jax
 
+  from merjax import parallel
   from merjax.config import ModelConfig, TrainConfig
   from merjax.models import CNN
   from merjax.train import train_classifier
@@ -249,8 +250,8 @@ def resume(args) -> dict:
   model = CNN(ModelConfig(conv_pools=((2, 2), (2, 2))))  # two conv blocks keep it quick
   result = train_classifier(model, train={"inputs": x[:32], "label": y[:32]},
                             val={"inputs": x[32:], "label": y[32:]}, config=config, stage="cnn",
-                            log=lines.append, workdir=args.workdir, on_epoch_end=on_epoch_end,
-                            mesh=None)
+                            log=lines.append, workdir=args.workdir, hooks=[on_epoch_end],
+                            mesh=parallel.make_data_mesh(devices=1))
   out = _flat(result.state.variables, "best")
   if "state" in last:  # absent when the work dir already held the finished run
     out.update(_flat(last["state"], "last"))
@@ -319,7 +320,7 @@ def pipeline(args) -> dict:
   assert isinstance(val_batches, DeviceBatches)
   with jax.transfer_guard("disallow"):
     guarded = fit(state, train_batches=resident.epoch, val_batches=val_batches.epoch,
-                  config=config, rng=dropout_rng, stage="dnn", log=None, mesh=mesh)
+                  config=config, rng=dropout_rng, mesh=mesh, stage="dnn", log=None)
   out.update(_flat(guarded.state.params, "guarded"))
   out["guarded/history"] = _history(guarded)
   return out

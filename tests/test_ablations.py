@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from merjax import parallel
 from merjax.config import STAGES, Config, derive_seed, paper_config
 from merjax.train.finetune import finetune_hybrid, pack_inputs
 from merjax.train.stages import StageData, train_hybrid
@@ -85,8 +86,9 @@ def test_finetuning_trains_the_branches_and_keeps_the_heads():
   base = Config()
   config = base.replace(**{s: base.stage(s).replace(max_epochs=1) for s in ("cnn", "dnn",
                                                                              "fusion")})
-  model, _ = train_hybrid(data, config=config, mel_mean=0.0, mel_std=1.0, log=None)
-  tuned, fit = finetune_hybrid(model, data, log=None)
+  mesh = parallel.make_data_mesh(devices=1)
+  model, _ = train_hybrid(data, config=config, mesh=mesh, mel_mean=0.0, mel_std=1.0, log=None)
+  tuned, fit = finetune_hybrid(model, data, mesh=mesh, log=None)
   assert fit.history and fit.history[0]["epoch"] == 1
   changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
                          (model.cnn["params"]["body"], model.dnn["params"]["body"],

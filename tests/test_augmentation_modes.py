@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from merjax import parallel
 from merjax.batches.augmented import OnlineAugmentedBatches, offline_training_set
 from merjax.config import AudioConfig, AugmentConfig
 from merjax.inputs.log_mel import log_mels
@@ -45,7 +46,8 @@ def test_online_batches_redraw_every_epoch_and_cover_the_set(clips):
   waveforms, labels, mels = clips
   source = OnlineAugmentedBatches(waveforms, labels, mels, audio=AUDIO,
                                   augment=AugmentConfig(mode="online", seed=0), mel_mean=0.0,
-                                  mel_std=1.0, batch_size=4)
+                                  mel_std=1.0, batch_size=4,
+                                  mesh=parallel.make_data_mesh(devices=1))
   epochs = []
   for epoch in (0, 1):
     batches = list(source.epoch(epoch))

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from merjax import parallel
 from merjax.batches.split import DeviceBatches
 from merjax.config import Config, ModelConfig, TrainConfig
 from merjax.errors import MerjaxError
@@ -37,14 +38,15 @@ def work_dir(tmp_path_factory):
   rng = np.random.default_rng(0)
   y = (np.arange(40) % 4).astype(np.int32)
   x = rng.normal(size=(40, 12)).astype(np.float32) + y[:, None]
-  train = DeviceBatches({"inputs": x[:32], "label": y[:32]}, batch_size=8, shuffle=True, seed=1)
-  val = DeviceBatches({"inputs": x[32:], "label": y[32:]}, batch_size=8, shuffle=False)
+  mesh = parallel.make_data_mesh(devices=1)
+  train = DeviceBatches({"inputs": x[:32], "label": y[:32]}, batch_size=8, shuffle=True, seed=1,
+                        mesh=mesh)
+  val = DeviceBatches({"inputs": x[32:], "label": y[32:]}, batch_size=8, shuffle=False, mesh=mesh)
   seen = []
   directory = tmp_path_factory.mktemp("checkpoint") / "work"
   result = fit(_state(), train_batches=train.epoch, val_batches=val.epoch, config=CONFIG,
-               rng=jax.random.key(1), stage="dnn", log=None, workdir=directory,
-               on_epoch_end=lambda epoch, record, state, stopper: seen.append(
-                   jax.device_get(state)))
+               rng=jax.random.key(1), mesh=mesh, stage="dnn", log=None, workdir=directory,
+               hooks=[lambda epoch, record, state, stopper: seen.append(jax.device_get(state))])
   return directory, result, seen
 
 

@@ -120,6 +120,7 @@ def test_data_seed_changes_the_synthetic_split_and_not_the_model():
 
 
 def test_same_seed_trains_the_same_weights():
+  from merjax import parallel
   from merjax.models import DNN
   from merjax.train import train_classifier
 
@@ -132,7 +133,8 @@ def test_same_seed_trains_the_same_weights():
     stage = config.dnn.replace(batch_size=16, max_epochs=2, train_accuracy_stop=None)
     result = train_classifier(DNN(config.model), train={"inputs": x[:32], "label": y[:32]},
                               val={"inputs": x[32:], "label": y[32:]}, config=stage,
-                              stage="dnn", log=None, mesh=None)
+                              stage="dnn", log=None,
+                              mesh=parallel.make_data_mesh(devices=1))
     return jax.tree.leaves(jax.device_get(result.state.params))
 
   first, again, other = trained(2), trained(2), trained(3)

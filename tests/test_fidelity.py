@@ -111,6 +111,7 @@ def test_mel_statistics_come_from_the_original_training_clips_only(augmented):
 
 @pytest.mark.slow
 def test_dnn_and_fusion_never_see_augmented_clips(augmented, monkeypatch):
+  from merjax import parallel
   from merjax.train import stages
 
   config, inputs = augmented
@@ -125,9 +126,9 @@ def test_dnn_and_fusion_never_see_augmented_clips(augmented, monkeypatch):
     return real(model, train=train, val=val, config=config, stage=stage, **kwargs)
 
   monkeypatch.setattr(stages, "train_classifier", spy)
-  model, _ = stages.train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
-                                 mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
-                                 log=None)
+  model, _ = stages.train_hybrid(data, config=config, mesh=parallel.make_data_mesh(devices=1),
+                                 mel_mean=inputs.mel_mean, mel_std=inputs.mel_std,
+                                 feature_preprocessor=inputs.preprocessor, log=None)
   assert len(data.features["train"]) == n_train  # features of the original clips only
   np.testing.assert_array_equal(seen["dnn"]["inputs"], data.features["train"])
   np.testing.assert_array_equal(seen["dnn"]["label"], data.labels["train"])

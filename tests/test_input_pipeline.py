@@ -89,9 +89,10 @@ def test_split_batches_resides_when_it_fits_and_streams_otherwise():
   arrays = _arrays(23)
   need = 23 * (3 * 4 + 4)
   logs = []
-  resident = split_batches(arrays, batch_size=5, shuffle=True, seed=4,
+  mesh = parallel.make_data_mesh(devices=1)
+  resident = split_batches(arrays, batch_size=5, shuffle=True, seed=4, mesh=mesh,
                            memory_budget_bytes=need, log=logs.append)
-  streamed = split_batches(arrays, batch_size=5, shuffle=True, seed=4,
+  streamed = split_batches(arrays, batch_size=5, shuffle=True, seed=4, mesh=mesh,
                            memory_budget_bytes=need - 1, log=logs.append)
   assert isinstance(resident, DeviceBatches) and isinstance(streamed, StreamedBatches)
   assert "resident" in logs[0] and "streamed" in logs[1]
@@ -105,10 +106,10 @@ def test_split_batches_resides_when_it_fits_and_streams_otherwise():
   def double(batch):
     return {**batch, "inputs": batch["inputs"].astype(np.float64)}
 
-  assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, transform=double,
-                                  memory_budget_bytes=need), StreamedBatches)
-  assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, device_memory_gb=1),
-                    DeviceBatches)
+  assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, mesh=mesh,
+                                  transform=double, memory_budget_bytes=need), StreamedBatches)
+  assert isinstance(split_batches(arrays, batch_size=5, shuffle=False, mesh=mesh,
+                                  device_memory_gb=1), DeviceBatches)
 
 
 def test_memory_budget_and_option():
@@ -189,9 +190,8 @@ def test_resident_gather_on_a_mesh_is_exact_for_every_dtype():
       np.testing.assert_array_equal(np.asarray(a[key]), b[key], err_msg=key)
 
 
-@pytest.mark.parametrize("on_mesh", [False, True])
-def test_repeats_store_each_row_once_and_number_the_examples(on_mesh):
-  mesh = parallel.make_data_mesh(devices=1) if on_mesh else None
+def test_repeats_store_each_row_once_and_number_the_examples():
+  mesh = parallel.make_data_mesh(devices=1)
   arrays = _arrays(7)
   once = 7 * (3 * 4 + 4)  # the 7 rows, stored once although an epoch covers 21 examples
   resident = split_batches(arrays, batch_size=4, shuffle=True, seed=1, mesh=mesh, repeats=3,

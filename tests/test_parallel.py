@@ -1,4 +1,4 @@
-"""Data parallelism: 8 virtual devices against 1, mesh selection, host batches, bf16.
+"""Data parallelism: 8 virtual devices against 1, mesh selection, streamed batches, bf16.
 
 The 8-device comparison runs in a fresh interpreter (``_parallel_worker.py``): the CPU
 device count is fixed when jax starts, and the other tests expect one device.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from merjax import parallel
-from merjax.batches.split import DeviceBatches, HostBatches
+from merjax.batches.split import DeviceBatches, StreamedBatches
 from merjax.config import ModelConfig, TrainConfig
 from merjax.errors import MerjaxError
 from merjax.models import CNN, DNN
@@ -53,18 +53,16 @@ def test_eight_devices_match_one_device(tmp_path):
   for a, b in zip(h_single, h_mesh):
     assert a.keys() == b.keys()
     np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-5)
-  # Evaluation pads 8 validation clips to 16 (two per device) and drops the padding.
-  assert r["mesh/fit/val_logits"].shape == r["single/fit/val_logits"].shape == (8, 4)
-  np.testing.assert_allclose(r["mesh/fit/val_logits"], r["single/fit/val_logits"], atol=1e-5)
+  # Evaluation pads 8 validation clips to 16 (two per device) and leaves the padding out.
+  np.testing.assert_allclose(r["mesh/fit/val_metrics"], r["single/fit/val_metrics"], rtol=1e-5)
   assert "batch size 12 does not divide across the 8 devices" in str(r["error"])
 
 
 def test_resolve_mesh_choices():
-  assert parallel.resolve_mesh(None) is None
-  assert parallel.resolve_mesh("auto") is None  # one device: the plain step
-  mesh = parallel.resolve_mesh(1)
+  mesh = parallel.resolve_mesh("auto")  # one device: a mesh of one, never the plain step
   assert mesh.axis_names == ("data",) and parallel.data_size(mesh) == 1
   assert mesh.axis_types == (jax.sharding.AxisType.Auto,)
+  assert parallel.data_size(parallel.resolve_mesh(1)) == 1
   assert parallel.resolve_mesh(mesh) is mesh
   with pytest.raises(MerjaxError, match="asked for 2 devices, but 1"):
     parallel.resolve_mesh(2)
@@ -73,26 +71,42 @@ def test_resolve_mesh_choices():
   assert parallel.round_up(12, 8) == 16 and parallel.round_up(16, 8) == 16
 
 
-def test_mesh_fit_equals_plain_fit_and_host_batches_equal_device_batches():
+def test_one_device_mesh_fit_equals_the_plain_jitted_steps():
+  """fit over a mesh of one device is the pure step applied to the same batches in order."""
   rng = np.random.default_rng(0)
   y = (np.arange(40) % 4).astype(np.int32)
   x = (rng.normal(size=(4, 12))[y] * 2 + rng.normal(size=(40, 12))).astype(np.float32)
   split = dict(train={"inputs": x[:30], "label": y[:30]}, val={"inputs": x[30:], "label": y[30:]})
   config = TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=8, max_epochs=2,
                        train_accuracy_stop=None)
-  plain = train_classifier(DNN(ModelConfig()), config=config, stage="dnn", log=None, mesh=None,
-                           **split)
-  meshed = train_classifier(DNN(ModelConfig()), config=config, stage="dnn", log=None, mesh=1,
-                            **split)
-  for a, b in zip(jax.tree.leaves(plain.state.params), jax.tree.leaves(meshed.state.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-  assert [h["val_accuracy"] for h in plain.history] == [h["val_accuracy"] for h in meshed.history]
-
   mesh = parallel.make_data_mesh(devices=1)
-  device = list(DeviceBatches(split["train"], batch_size=8, shuffle=True, seed=3,
-                              mesh=mesh).epoch(2))
-  host = list(HostBatches(split["train"], batch_size=8, shuffle=True, seed=3).epoch(2))
-  assert len(device) == len(host) == 4
+  last = {}
+
+  def keep_last(epoch, record, state, stopper):
+    last["params"] = jax.device_get(state.params)
+
+  train_classifier(DNN(ModelConfig()), config=config, mesh=mesh, stage="dnn", log=None,
+                   hooks=[keep_last], **split)
+  # The same seeds as train_classifier: the initialisation key, then the dropout key.
+  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
+  state = create_state(DNN(ModelConfig()), x[:1], config, rng=init_rng)
+  batches = DeviceBatches(split["train"], batch_size=8, shuffle=True, seed=config.seed, mesh=mesh)
+  for epoch in range(2):
+    for batch in batches.epoch(epoch):
+      state, _ = jit_train_step(state, batch, dropout_rng)
+  for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(last["params"])):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_device_batches_equal_streamed_batches_on_a_mesh():
+  rng = np.random.default_rng(0)
+  arrays = {"inputs": rng.normal(size=(30, 12)).astype(np.float32),
+            "label": (np.arange(30) % 4).astype(np.int32)}
+  mesh = parallel.make_data_mesh(devices=1)
+  device = list(DeviceBatches(arrays, batch_size=8, shuffle=True, seed=3, mesh=mesh).epoch(2))
+  streamed = StreamedBatches(arrays, batch_size=8, shuffle=True, seed=3, mesh=mesh)
+  host = list(streamed.loader.epoch(2))  # this process's rows, before assembly
+  assert len(device) == len(host) == len(streamed) == 4
   for d, h in zip(device, host):
     assert d["inputs"].sharding.is_equivalent_to(parallel.data_sharding(mesh), 2)
     global_h = parallel.shard_batch(h, mesh)

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 from grain.sharding import ShardOptions
 
+from merjax import parallel
 from merjax.audio.io import from_pcm16
 from merjax.batches.loader import Loader, Sampler, pcm_to_float
 from merjax.batches.split import DeviceBatches
 from merjax.data.prepare import prepare
 from merjax.data.store import open_prepared
 from merjax.errors import MerjaxError
+
+ONE_DEVICE = parallel.make_data_mesh(devices=1)
 
 
 def _arrays(n=23):
@@ -103,7 +106,7 @@ def test_indices_subset_and_transform():
 
 def test_device_batches_match_the_loader():
   arrays = _arrays(23)
-  device = DeviceBatches(arrays, batch_size=5, seed=3, shuffle=True)
+  device = DeviceBatches(arrays, batch_size=5, seed=3, shuffle=True, mesh=ONE_DEVICE)
   loader = Loader(arrays, batch_size=5, seed=3)
   assert len(device) == len(loader)
   for epoch in (0, 1):
@@ -111,22 +114,21 @@ def test_device_batches_match_the_loader():
       assert isinstance(on_device["inputs"], jax.Array)
       for key in ("inputs", "label", "mask", "index"):
         np.testing.assert_array_equal(np.asarray(on_device[key]), on_host[key])
-  evaluation = DeviceBatches(arrays, batch_size=5, shuffle=False)
+  evaluation = DeviceBatches(arrays, batch_size=5, shuffle=False, mesh=ONE_DEVICE)
   assert _real(evaluation.epoch(0)).tolist() == list(range(23))
 
 
 def test_device_batches_budget_and_sharding():
-  from merjax import parallel
-
   arrays = _arrays(23)
   need = sum(v.nbytes for v in arrays.values())
-  assert DeviceBatches.fits(arrays, memory_budget_bytes=need)
-  assert not DeviceBatches.fits(arrays, memory_budget_bytes=need - 1)
+  assert DeviceBatches.fits(arrays, mesh=ONE_DEVICE, memory_budget_bytes=need)
+  assert not DeviceBatches.fits(arrays, mesh=ONE_DEVICE, memory_budget_bytes=need - 1)
   with pytest.raises(MerjaxError, match="budget"):
-    DeviceBatches(arrays, batch_size=4, shuffle=False, memory_budget_bytes=need - 1)
+    DeviceBatches(arrays, batch_size=4, shuffle=False, mesh=ONE_DEVICE,
+                  memory_budget_bytes=need - 1)
   with pytest.raises(MerjaxError, match="same length"):
     DeviceBatches({"inputs": arrays["inputs"], "label": arrays["label"][:3]}, batch_size=4,
-                  shuffle=False)
+                  shuffle=False, mesh=ONE_DEVICE)
   mesh = parallel.make_data_mesh(devices=jax.device_count())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
   device = DeviceBatches(arrays, batch_size=4 * jax.device_count(), shuffle=False, mesh=mesh,

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from merjax import parallel
 from merjax.batches.split import DeviceBatches
 from merjax.config import ModelConfig, TrainConfig
 from merjax.errors import MerjaxError
@@ -19,12 +20,17 @@ class _Interrupted(Exception):
   pass
 
 
+ONE_DEVICE = parallel.make_data_mesh(devices=1)
+
+
 def _data():
   rng = np.random.default_rng(0)
   y = (np.arange(40) % 4).astype(np.int32)
   x = (rng.normal(size=(4, 12))[y] * 2 + rng.normal(size=(40, 12))).astype(np.float32)
-  return (DeviceBatches({"inputs": x[:32], "label": y[:32]}, batch_size=8, shuffle=True, seed=1),
-          DeviceBatches({"inputs": x[32:], "label": y[32:]}, batch_size=8, shuffle=False), x)
+  return (DeviceBatches({"inputs": x[:32], "label": y[:32]}, batch_size=8, shuffle=True, seed=1,
+                        mesh=ONE_DEVICE),
+          DeviceBatches({"inputs": x[32:], "label": y[32:]}, batch_size=8, shuffle=False,
+                        mesh=ONE_DEVICE), x)
 
 
 CONFIG = TrainConfig(optimizer="adam", learning_rate=3e-3, batch_size=8, max_epochs=4,
@@ -47,8 +53,8 @@ def _fit(workdir=None, *, config=CONFIG, interrupt_after=None, calls=None):
       raise _Interrupted
 
   result = fit(state, train_batches=train_batches, val_batches=val.epoch, config=config,
-               rng=jax.random.key(1), stage="dnn", log=None, on_epoch_end=on_epoch_end,
-               workdir=workdir)
+               rng=jax.random.key(1), mesh=ONE_DEVICE, stage="dnn", log=None,
+               hooks=[on_epoch_end], workdir=workdir)
   return result, last.get("params")
 
 

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from merjax import parallel
 from merjax.config import Config, ModelConfig, TrainConfig
 from merjax.models import CNN, DNN
 from merjax.train import (
@@ -15,7 +16,9 @@ from merjax.train import (
   train_classifier,
   train_hybrid,
 )
-from merjax.train.steps import jit_eval_step, jit_train_step
+from merjax.train.steps import jit_train_step, mesh_eval_step
+
+MESH = parallel.make_data_mesh(devices=1)
 
 
 def _blobs(n=64, d=12, seed=0):
@@ -31,10 +34,11 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch():
   state = create_state(CNN(ModelConfig()), x[:1], TrainConfig(optimizer="adam",
                                                               learning_rate=1e-3),
                        rng=jax.random.key(1))
-  before = float(jit_eval_step(state, batch)["loss_sum"])
+  evaluate = mesh_eval_step(MESH)
+  before = float(evaluate(state, batch)["loss_sum"])
   for _ in range(5):
     state, metrics = jit_train_step(state, batch, jax.random.key(2))
-  after = float(jit_eval_step(state, batch)["loss_sum"])
+  after = float(evaluate(state, batch)["loss_sum"])
   assert after < before
   assert int(state.step) == 5
   assert np.isfinite(float(metrics["grad_norm"])) and float(metrics["grad_norm"]) > 0
@@ -90,7 +94,7 @@ def test_fit_returns_the_best_validation_epochs_weights():
       DNN(ModelConfig()), train={"inputs": x[:64], "label": y[:64]},
       val={"inputs": x[64:], "label": y[64:]},
       config=TrainConfig(optimizer="sgd", learning_rate=1e-3, batch_size=16, max_epochs=6,
-                         patience=15), stage="dnn", log=None, on_epoch_end=remember)
+                         patience=15), mesh=MESH, stage="dnn", log=None, hooks=[remember])
   assert len(result.history) == 6 and result.stop_reason == "reached 6 epochs"
   val_accs = [seen[e][0] for e in range(6)]
   assert result.best_epoch == int(np.argmax(val_accs))  # first maximum, as Keras
@@ -105,7 +109,7 @@ def test_nan_loss_names_stage_and_epoch():
   with pytest.raises(TrainingDivergedError, match=r"stage dnn, epoch 1: .*nan"):
     train_classifier(DNN(ModelConfig()), train={"inputs": x, "label": y},
                      val={"inputs": x, "label": y}, config=TrainConfig(batch_size=8),
-                     stage="dnn", log=None)
+                     mesh=MESH, stage="dnn", log=None)
 
 
 def test_stage3_keeps_branches_bit_identical_and_matches_full_hybrid():
@@ -119,7 +123,7 @@ def test_stage3_keeps_branches_bit_identical_and_matches_full_hybrid():
   config = Config(cnn=quick, dnn=quick, fusion=quick.replace(optimizer="adam",
                                                              learning_rate=1e-2))
   model, fits = train_hybrid(StageData(mels=mels, features=feats, labels=labels),
-                             config=config, mel_mean=0.0, mel_std=1.0, log=None)
+                             config=config, mesh=MESH, mel_mean=0.0, mel_std=1.0, log=None)
   for branch in ("cnn", "dnn"):
     for a, b in zip(jax.tree.leaves(fits[branch].state.variables),
                     jax.tree.leaves(getattr(model, branch))):

@@ -236,6 +236,7 @@ def test_a_trial_resumed_from_its_checkpoint_repeats_the_run_exactly(tmp_path):
   import jax
   import jax.numpy as jnp
 
+  from merjax import parallel
   from merjax.batches.split import DeviceBatches
   from merjax.models import DNN
   from merjax.train import create_state, fit
@@ -249,8 +250,9 @@ def test_a_trial_resumed_from_its_checkpoint_repeats_the_run_exactly(tmp_path):
 
   init_rng, rng = jax.random.split(jax.random.key(0))
   initial = create_state(model, jnp.asarray(data["train"]["inputs"][:1]), config, rng=init_rng)
-  train = DeviceBatches(data["train"], batch_size=32, shuffle=True, seed=0).epoch
-  val = DeviceBatches(data["validate"], batch_size=32, shuffle=False).epoch
+  mesh = parallel.make_data_mesh(devices=1)
+  train = DeviceBatches(data["train"], batch_size=32, shuffle=True, seed=0, mesh=mesh).epoch
+  val = DeviceBatches(data["validate"], batch_size=32, shuffle=False, mesh=mesh).epoch
 
   saved = []
 
@@ -264,11 +266,11 @@ def test_a_trial_resumed_from_its_checkpoint_repeats_the_run_exactly(tmp_path):
 
   # fit donates its state, so the uninterrupted run trains a copy.
   full = fit(jax.tree.map(jnp.copy, initial), train_batches=train, val_batches=val,
-             config=config, rng=rng, log=None, on_epoch_end=keep_best)
+             config=config, rng=rng, mesh=mesh, log=None, hooks=[keep_best])
   restored = restore_run(saved[-1], state=initial, rng=rng, config=settings)
   assert restored.stopper.epochs_seen == restored.next_epoch
   resumed = fit(restored.state, train_batches=train, val_batches=val, config=config, rng=rng,
-                log=None, stopper=restored.stopper)
+                mesh=mesh, log=None, stopper=restored.stopper)
   again = full.history[restored.next_epoch:]
   assert [h["epoch"] for h in resumed.history] == [h["epoch"] for h in again]
   for a, b in zip(resumed.history, again):
@@ -498,17 +500,16 @@ def test_tune_joins_a_running_ray_head(tmp_path):
 
 
 def test_the_cnn_search_trains_on_the_augmented_set():
-  from merjax.train import StageData
-  from merjax.tune.run import stage_arrays
+  from merjax.train.stages import StageData, stage_splits
 
   split = {"train": np.zeros((4, 2)), "validate": np.ones((2, 2))}
   labels = {"train": np.arange(4), "validate": np.arange(2)}
   data = StageData(mels=split, features=split, labels=labels,
                    cnn_train_mels=np.full((20, 2), 7.0), cnn_train_labels=np.arange(20) % 4)
-  cnn = stage_arrays(data, "cnn")
+  cnn = stage_splits(data, "cnn")
   assert cnn["train"]["inputs"].shape == (20, 2) and len(cnn["train"]["label"]) == 20
   assert cnn["validate"]["inputs"] is split["validate"]
-  assert stage_arrays(data, "dnn")["train"]["inputs"] is split["train"]
+  assert stage_splits(data, "dnn")["train"]["inputs"] is split["train"]
   with pytest.raises(MerjaxError, match="online augmentation"):
     tune_dataset("synthetic", config=paper_config().replace(
         augment=paper_config().augment.replace(mode="online")), out="unused")

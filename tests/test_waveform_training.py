@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from merjax import parallel
 from merjax.batches import augmented as augmentation
 from merjax.batches.augmented import (
   WaveformBatches,
@@ -29,6 +30,7 @@ MEL_MEAN, MEL_STD = -30.0, 20.0
 # Plain SGD: Adam's normalised steps turn float-rounding gradients into lr-sized moves.
 TRAIN = TrainConfig(optimizer="sgd", learning_rate=1e-2, batch_size=8, max_epochs=2,
                     patience=5, train_accuracy_stop=None, seed=1)
+ONE_DEVICE = parallel.make_data_mesh(devices=1)
 
 
 def make_clips():
@@ -40,7 +42,7 @@ def make_clips():
   return waveforms, np.array([0, 1, 2, 3], np.int32), log_mels(waveforms, audio=AUDIO)
 
 
-def waveform_set(waveforms, labels, *, mesh=None, epoch=0, augment=OFFLINE):
+def waveform_set(waveforms, labels, *, mesh=ONE_DEVICE, epoch=0, augment=OFFLINE):
   """Every example's normalised log-mel as the waveform step computes it, in example order."""
   batches = WaveformBatches(waveforms, labels, augment=augment, batch_size=8, seed=0, mesh=mesh)
   fn = _front_end(augment, mesh)
@@ -63,23 +65,19 @@ def flat_params(state):
           in jax.tree_util.tree_leaves_with_path(jax.device_get(state.variables))}
 
 
-def fit_waveforms(waveforms, labels, *, mesh=None, guard=False, mels=None):
+def fit_waveforms(waveforms, labels, *, mesh=ONE_DEVICE, guard=False, mels=None):
   """Two epochs of the CNN: from waveforms, or (``mels`` given) from the precomputed set."""
   from merjax.train import train_classifier
   val = {"inputs": (log_mels(waveforms[:2], audio=AUDIO) - MEL_MEAN) / MEL_STD,
          "label": labels[:2]}
+  kwargs = dict(val=val, config=TRAIN, mesh=mesh, stage="cnn", log=None)
   if mels is not None:
-    kwargs = dict(train={"inputs": mels, "label": np.tile(labels, 5)}, val=val, config=TRAIN,
-                  stage="cnn", log=None, mesh=mesh)
-    with _guarded_fit(guard):
-      return train_classifier(CNN(MODEL), **kwargs)
-  source = WaveformTraining(waveforms=waveforms, labels=labels, audio=AUDIO, augment=OFFLINE,
-                            mel_mean=MEL_MEAN, mel_std=MEL_STD)
-  kwargs = dict(train={"inputs": val["inputs"], "label": labels[:2]}, val=val, config=TRAIN,
-                stage="cnn", log=None, mesh=mesh,
-                wrap_apply=functools.partial(source.front_end, mesh=mesh),
-                train_batches=source.batches(batch_size=TRAIN.batch_size, seed=TRAIN.seed,
-                                             mesh=mesh))
+    kwargs.update(train={"inputs": mels, "label": np.tile(labels, 5)})
+  else:
+    kwargs.update(train={"inputs": val["inputs"], "label": labels[:2]},
+                  cnn_training=WaveformTraining(waveforms=waveforms, labels=labels, audio=AUDIO,
+                                                augment=OFFLINE, mel_mean=MEL_MEAN,
+                                                mel_std=MEL_STD))
   with _guarded_fit(guard):
     return train_classifier(CNN(MODEL), **kwargs)
 
@@ -135,7 +133,7 @@ def test_online_waveforms_equal_online_precomputed(clips):
   online = AugmentConfig(mode="online", seed=2)
   source = augmentation.OnlineAugmentedBatches(
       waveforms, labels, (mels - MEL_MEAN) / MEL_STD, audio=AUDIO, augment=online,
-      mel_mean=MEL_MEAN, mel_std=MEL_STD, batch_size=8)
+      mel_mean=MEL_MEAN, mel_std=MEL_STD, batch_size=8, mesh=ONE_DEVICE)
   rows = {}
   for batch in source.epoch(1):
     for i, m, keep in zip(*jax.device_get((batch["index"], batch["inputs"], batch["mask"]))):

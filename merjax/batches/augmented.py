@@ -34,11 +34,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from merjax import parallel
 from merjax.config import AudioConfig, AugmentConfig
@@ -136,12 +136,12 @@ class OnlineAugmentedBatches:
     augment: transforms, ranges and seed.
     mel_mean, mel_std: the training split's log-mel statistics.
     batch_size: examples per batch.
-    mesh: optional data mesh for the batches (see :class:`merjax.batches.split.DeviceBatches`).
+    mesh: the data mesh of the batches (see :class:`merjax.batches.split.DeviceBatches`).
   """
 
   def __init__(self, waveforms, labels, train_mels, *, audio: AudioConfig,
                augment: AugmentConfig, mel_mean: float, mel_std: float, batch_size: int,
-               mesh=None):
+               mesh: Mesh):
     self.waveforms = jax.device_put(np.asarray(waveforms, np.float32))
     self.originals = jax.device_put(np.asarray(train_mels, np.float32))
     self.labels = np.tile(np.asarray(labels), 1 + len(augment.transforms))
@@ -235,22 +235,22 @@ def example_log_mels(packed: jax.Array, *, audio: AudioConfig, augment: AugmentC
 class WaveformFrontEnd:
   """A model's ``apply`` that takes packed waveform rows as well as log-mels.
 
-  Set as the CNN state's ``apply_fn`` (:func:`merjax.train.train_classifier`'s
-  ``wrap_apply``), it puts augmentation, log-mel and z-normalisation inside the jitted training
-  step; log-mel inputs (validation, inference) pass straight through. The variables are the
-  model's own, so checkpoints and the trained model are those of the plain CNN. Compares by
-  value, so jitted steps are reused.
+  Set as the CNN state's ``apply_fn`` (:meth:`WaveformTraining.front_end`, called by
+  :func:`merjax.train.train_classifier`), it puts augmentation, log-mel and z-normalisation
+  inside the jitted training step; log-mel inputs (validation, inference) pass straight
+  through. The variables are the model's own, so checkpoints and the trained model are those
+  of the plain CNN. Compares by value, so jitted steps are reused.
 
   Attributes:
     apply: the model's apply (``state.apply_fn``).
     audio: spectral settings.
     augment: the augmentation settings.
     mel_mean, mel_std: the training split's log-mel statistics.
-    mesh: the data mesh of the step, or None. With a mesh the inputs are made under
-      ``shard_map``: every device runs the one-device program on its own rows, with no
-      communication. A clip's draws do not depend on the device count; its log-mel only to
-      float rounding (XLA fuses a different per-device batch differently: up to 2.4e-4 dB in
-      pitch-shifted rows, 1 vs 8 CPU devices; the other transforms bit for bit).
+    mesh: the data mesh of the step. The inputs are made under ``shard_map``: every device
+      runs the one-device program on its own rows, with no communication. A clip's draws do
+      not depend on the device count; its log-mel only to float rounding (XLA fuses a
+      different per-device batch differently: up to 2.4e-4 dB in pitch-shifted rows, 1 vs 8
+      CPU devices; the other transforms bit for bit).
   """
 
   apply: Callable
@@ -258,16 +258,14 @@ class WaveformFrontEnd:
   augment: AugmentConfig
   mel_mean: float
   mel_std: float
-  mesh: Any = None
+  mesh: Mesh
 
   def log_mels(self, packed: jax.Array) -> jax.Array:
-    """:func:`example_log_mels` of packed rows (sharded along ``data`` with a mesh)."""
+    """:func:`example_log_mels` of packed rows (sharded along ``data``)."""
     fn = functools.partial(example_log_mels, audio=self.audio, augment=self.augment,
                            mel_mean=self.mel_mean, mel_std=self.mel_std)
-    if self.mesh is not None:
-      spec = jax.sharding.PartitionSpec(parallel.DATA_AXIS)
-      fn = jax.shard_map(fn, mesh=self.mesh, in_specs=spec, out_specs=spec)
-    return fn(packed)
+    spec = jax.sharding.PartitionSpec(parallel.DATA_AXIS)
+    return jax.shard_map(fn, mesh=self.mesh, in_specs=spec, out_specs=spec)(packed)
 
   def __call__(self, variables, inputs, *args, **kwargs):
     if inputs.ndim == 2:
@@ -300,7 +298,7 @@ class WaveformBatches:
     augment: mode and transforms (``none``: the originals only).
     batch_size: examples per global batch.
     seed: the shuffling seed (see :class:`merjax.batches.split.DeviceBatches`).
-    mesh: optional data mesh; batches then come sharded along ``data``.
+    mesh: the data mesh; batches come sharded along ``data``.
     device_memory_gb: GiB per device the clips may take there (default: from the device).
     memory_budget_bytes: the same in bytes (wins).
 
@@ -309,7 +307,7 @@ class WaveformBatches:
   """
 
   def __init__(self, waveforms, labels, *, augment: AugmentConfig, batch_size: int,
-               seed: int = 0, mesh=None, device_memory_gb: float | None = None,
+               mesh: Mesh, seed: int = 0, device_memory_gb: float | None = None,
                memory_budget_bytes: int | None = None):
     from merjax.batches.split import split_batches
     self.clips = len(waveforms)
@@ -326,16 +324,55 @@ class WaveformBatches:
   def epoch(self, epoch: int = 0) -> Iterator[dict[str, jax.Array]]:
     """Yields the packed batches of one epoch."""
     scalars = (np.int32(self.clips), np.int32(epoch))
-    clips, number = (jax.device_put(scalars) if self.mesh is None
-                     else parallel.replicate(scalars, self.mesh))
+    clips, number = parallel.replicate(scalars, self.mesh)
     for batch in self.batches.epoch(epoch):
       yield {"inputs": _pack(batch["waveform"], batch["index"], clips, number),
              "label": batch["label"], "mask": batch["mask"], "index": batch["index"]}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class OnlineTraining:
+  """The CNN stage's training input with online augmentation of precomputed log-mels.
+
+  A plain description: :meth:`batches` builds the :class:`OnlineAugmentedBatches` of a run.
+
+  Attributes:
+    waveforms: training clips [shape=(n, samples)].
+    labels: their quadrants [shape=(n,)].
+    train_mels: their normalised log-mels [shape=(n, n_mels, frames)].
+    audio: spectral settings.
+    augment: augmentation settings (``mode="online"``).
+    mel_mean, mel_std: the training split's log-mel statistics.
+  """
+
+  waveforms: np.ndarray
+  labels: np.ndarray
+  train_mels: np.ndarray
+  audio: AudioConfig
+  augment: AugmentConfig
+  mel_mean: float
+  mel_std: float
+
+  def front_end(self, apply: Callable, *, mesh: Mesh) -> Callable:
+    """The state's ``apply_fn`` unchanged: the batches already hold log-mels."""
+    del mesh
+    return apply
+
+  def batches(self, *, batch_size: int, seed: int, mesh: Mesh,
+              device_memory_gb: float | None = None) -> OnlineAugmentedBatches:
+    """The run's batches (``len`` and ``epoch(e)``); they shuffle with the augment seed, so
+    ``seed`` is unused, and the variants are made on the devices, so is
+    ``device_memory_gb``."""
+    del seed, device_memory_gb
+    return OnlineAugmentedBatches(self.waveforms, self.labels, self.train_mels,
+                                  audio=self.audio, augment=self.augment,
+                                  mel_mean=self.mel_mean, mel_std=self.mel_std,
+                                  batch_size=batch_size, mesh=mesh)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class WaveformTraining:
-  """What the CNN stage needs to train from waveforms (the ``waveforms`` pipeline).
+  """The CNN stage's training input as clips (the ``waveforms`` pipeline).
 
   Attributes:
     waveforms: training clips [shape=(n, samples)].
@@ -357,18 +394,22 @@ class WaveformTraining:
     """Examples per epoch (clips times variants)."""
     return len(self.labels) * (1 + len(_variants(self.augment)))
 
-  def front_end(self, apply: Callable, *, mesh=None) -> WaveformFrontEnd:
-    """Wraps a CNN state's ``apply_fn`` (``mesh``: the step's data mesh, or None)."""
+  def front_end(self, apply: Callable, *, mesh: Mesh) -> WaveformFrontEnd:
+    """Wraps a CNN state's ``apply_fn`` (``mesh``: the step's data mesh)."""
     return WaveformFrontEnd(apply=apply, audio=self.audio, augment=self.augment,
                             mel_mean=float(self.mel_mean), mel_std=float(self.mel_std),
                             mesh=mesh)
 
-  def batches(self, *, batch_size: int, seed: int, mesh=None,
-              device_memory_gb: float | None = None) -> Callable[[int], Any]:
-    """``epoch -> batches``. ``seed`` shuffles; online runs shuffle with the augment seed, as
+  def batches(self, *, batch_size: int, seed: int, mesh: Mesh,
+              device_memory_gb: float | None = None) -> WaveformBatches:
+    """The run's batches. ``seed`` shuffles; online runs shuffle with the augment seed, as
     :class:`OnlineAugmentedBatches` does."""
     if self.augment.mode == "online":
       seed = self.augment.seed
     return WaveformBatches(self.waveforms, self.labels, augment=self.augment,
                            batch_size=batch_size, seed=seed, mesh=mesh,
-                           device_memory_gb=device_memory_gb).epoch
+                           device_memory_gb=device_memory_gb)
+
+
+# The CNN's training input when it is built per run rather than held as arrays.
+CNNTraining = OnlineTraining | WaveformTraining

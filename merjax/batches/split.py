@@ -22,9 +22,6 @@ same batches, and a one-process run the same global batches as a multi-process o
 * :func:`split_batches` picks resident when the split's share per device fits the device
   memory budget (``--device-memory-gb``; default :func:`device_memory_budget`), the same
   decision on every process, and streams otherwise.
-
-:class:`HostBatches` is the plain host-side form (this process's rows of every global batch
-as numpy), assembled by :func:`merjax.train.fit`.
 """
 
 from __future__ import annotations
@@ -52,7 +49,7 @@ from merjax.batches.loader import (
 )
 from merjax.errors import MerjaxError
 
-__all__ = ["DeviceBatches", "HostBatches", "StreamedBatches", "batch_index_table",
+__all__ = ["DeviceBatches", "StreamedBatches", "batch_index_table",
            "device_memory_budget", "memory_budget", "nbytes", "split_batches"]
 
 Transform = Callable[[dict], dict]
@@ -60,15 +57,6 @@ Transform = Callable[[dict], dict]
 # The resident split's share per device when the platform reports no device memory (CPU):
 # this fraction of the host's available RAM, divided among the process's devices (they share it).
 HOST_MEMORY_FRACTION = 0.8
-
-
-def _take(arrays: dict, rows: jax.Array, index: jax.Array, mask: jax.Array) -> dict:
-  batch = {key: jnp.take(value, rows, axis=0) for key, value in arrays.items()}
-  batch["mask"], batch["index"] = mask, index
-  return batch
-
-
-_gather = jax.jit(_take)
 
 
 @functools.cache
@@ -155,10 +143,9 @@ def _read(source, ids: np.ndarray, transform: Transform | None) -> dict[str, np.
   return {key: np.asarray(value) for key, value in batch.items()}
 
 
-def _resident_rows(size: int, mesh: Mesh | None) -> int:
-  """Examples each device stores: the whole split, or its padded share on a mesh."""
-  return size if mesh is None else parallel.round_up(size, parallel.data_size(mesh)) // (
-      parallel.data_size(mesh))
+def _resident_rows(size: int, mesh: Mesh) -> int:
+  """Examples each device stores: its padded share of the split."""
+  return parallel.round_up(size, parallel.data_size(mesh)) // parallel.data_size(mesh)
 
 
 def _is_on_device(data) -> bool:
@@ -166,13 +153,12 @@ def _is_on_device(data) -> bool:
 
 
 def _example_bytes(data, *, indices: np.ndarray, transform: Transform | None,
-                   mesh: Mesh | None) -> int:
+                   mesh: Mesh) -> int:
   """Bytes of one (transformed) example; a source is probed with one row of this process's own."""
   if isinstance(data, Mapping) and (transform is None or _is_on_device(data)):
     return -(-nbytes(data) // max(1, _split_size(data)))
-  padded = len(indices) if mesh is None else parallel.round_up(len(indices),
-                                                                parallel.data_size(mesh))
-  first = 0 if mesh is None else parallel.process_rows(mesh, padded).start
+  padded = parallel.round_up(len(indices), parallel.data_size(mesh))
+  first = parallel.process_rows(mesh, padded).start
   return nbytes(_read(as_source(data), indices[min(first, len(indices) - 1):][:1], transform))
 
 
@@ -199,8 +185,7 @@ class DeviceBatches:
     batch_size: examples per (global) batch.
     shuffle: draw a new order every epoch (training) or keep the stored order (evaluation).
     seed: the shuffling seed; epoch ``e`` uses :func:`merjax.batches.loader.epoch_order`.
-    sharding: optional sharding of the stored arrays (path without a mesh only).
-    mesh: a data mesh: the split is stored sharded along ``data`` (zero rows pad it to a
+    mesh: the data mesh: the split is stored sharded along ``data`` (zero rows pad it to a
       multiple of the device count; they are never gathered) and batches come sharded along
       ``data`` (``batch_size`` must divide across the devices, else MerjaxError). Each process
       reads only the rows its devices store.
@@ -219,8 +204,8 @@ class DeviceBatches:
   example's number in the split, ``0 .. rows * repeats - 1``).
   """
 
-  def __init__(self, arrays, *, batch_size: int, shuffle: bool, seed: int = 0, sharding=None,
-               mesh: Mesh | None = None, memory_budget_bytes: int | None = None,
+  def __init__(self, arrays, *, batch_size: int, shuffle: bool, mesh: Mesh, seed: int = 0,
+               memory_budget_bytes: int | None = None,
                indices: Sequence[int] | None = None, transform: Transform | None = None,
                example_nbytes: int | None = None, repeats: int = 1):
     on_device = _is_on_device(arrays)
@@ -236,8 +221,7 @@ class DeviceBatches:
     self.batch_size = int(batch_size)
     if self.size <= 0:
       raise MerjaxError(f"cannot batch an empty split (n={self.size})")
-    if mesh is not None:
-      parallel.check_batch_size(self.batch_size, mesh)
+    parallel.check_batch_size(self.batch_size, mesh)
     budget = memory_budget_bytes if memory_budget_bytes is not None else device_memory_budget()
     if budget is not None:
       example = example_nbytes or _example_bytes(arrays, indices=ids, transform=transform,
@@ -251,19 +235,12 @@ class DeviceBatches:
     if on_device:
       if indices is not None or transform is not None:
         raise MerjaxError("indices and transform apply to host data, not to jax arrays")
-      self.arrays = self._put_device_arrays(arrays, mesh, sharding)
-    elif mesh is None:
-      whole = (indices is None and transform is None and isinstance(arrays, Mapping))
-      host = arrays if whole else _read(source, ids, transform)  # no host copy of a whole dict
-      self.arrays = {key: jax.device_put(np.asarray(value), sharding)
-                     for key, value in host.items()}
+      self.arrays = self._put_device_arrays(arrays, mesh)
     else:
       self.arrays = self._put_sharded(source, ids, transform, mesh)
 
   @staticmethod
-  def _put_device_arrays(arrays, mesh, sharding):
-    if mesh is None:
-      return {key: jax.device_put(value, sharding) for key, value in arrays.items()}
+  def _put_device_arrays(arrays, mesh):
     if jax.process_count() > 1:
       raise MerjaxError("a multi-process split must come as host arrays or a source, each "
                         "process reading its rows")
@@ -302,9 +279,10 @@ class DeviceBatches:
         for key in first}
 
   @staticmethod
-  def fits(arrays: Mapping[str, np.ndarray], *, memory_budget_bytes: int | None = None,
-           mesh: Mesh | None = None) -> bool:
-    """Whether ``arrays``' share per device fits the budget (default :func:`device_memory_budget`)."""
+  def fits(arrays: Mapping[str, np.ndarray], *, mesh: Mesh,
+           memory_budget_bytes: int | None = None) -> bool:
+    """Whether ``arrays``' share per device fits the budget (default
+    :func:`device_memory_budget`)."""
     budget = memory_budget_bytes if memory_budget_bytes is not None else device_memory_budget()
     size = _split_size(arrays)
     return budget is None or _resident_rows(size, mesh) * -(-nbytes(arrays) // size) <= budget
@@ -325,13 +303,8 @@ class DeviceBatches:
     only dispatch.
     """
     index, mask = batch_index_table(self.size, self.batch_size, order=self.order(epoch))
-    table = (list(index % self.rows), list(index), list(mask))
-    if self.mesh is None:
-      take = _gather
-      table = jax.device_put(table)
-    else:
-      take = _sharded_gather(self.mesh, _resident_rows(self.rows, self.mesh))
-      table = parallel.replicate(table, self.mesh)
+    take = _sharded_gather(self.mesh, _resident_rows(self.rows, self.mesh))
+    table = parallel.replicate((list(index % self.rows), list(index), list(mask)), self.mesh)
     for rows, row_index, row_mask in zip(*table):
       yield take(self.arrays, rows, row_index, row_mask)
 
@@ -349,7 +322,7 @@ class StreamedBatches:
     batch_size: examples per global batch (must divide across the mesh's devices).
     shuffle: draw a new order every epoch.
     seed: the shuffling seed.
-    mesh: the data mesh; None yields single-device batches.
+    mesh: the data mesh.
     indices: which of the source's examples form the split (all by default).
     transform: ``batch -> batch`` run on the host rows (in grain's threads or workers).
     prefetch: global batches in flight to the devices (at least 2 to overlap with the step).
@@ -363,8 +336,8 @@ class StreamedBatches:
   in the split).
   """
 
-  def __init__(self, source, *, batch_size: int, shuffle: bool, seed: int = 0,
-               mesh: Mesh | None = None, indices: Sequence[int] | None = None,
+  def __init__(self, source, *, batch_size: int, shuffle: bool, mesh: Mesh, seed: int = 0,
+               indices: Sequence[int] | None = None,
                transform: Transform | None = None, prefetch: int = 2, read_threads: int = 4,
                worker_count: int = 0, num_epochs: int | None = None, repeats: int = 1):
     source = as_source(source)
@@ -375,7 +348,7 @@ class StreamedBatches:
     self.size = len(indices)
     self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
     self.mesh, self.prefetch = mesh, prefetch
-    rows = slice(None) if mesh is None else parallel.process_rows(mesh, self.batch_size)
+    rows = parallel.process_rows(mesh, self.batch_size)
     self.sampler = GlobalBatchSampler(self.size, self.batch_size, rows=rows, seed=seed,
                                       shuffle=shuffle)
     self.loader = Loader(source, indices=indices, transform=transform, sampler=self.sampler,
@@ -401,11 +374,11 @@ def _human(nbytes_: int) -> str:
   return f"{nbytes_ / 2**30:.2f} GiB" if nbytes_ >= 2**30 else f"{nbytes_ / 2**20:.1f} MiB"
 
 
-def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
-                  mesh: Mesh | None = None, indices: Sequence[int] | None = None,
-                  transform: Transform | None = None, device_memory_gb: float | None = None,
-                  memory_budget_bytes: int | None = None, example_nbytes: int | None = None,
-                  repeats: int = 1, log: Callable[[str], Any] | None = None) -> DeviceBatches | StreamedBatches:
+def split_batches(data, *, batch_size: int, shuffle: bool, mesh: Mesh, seed: int = 0,
+                  indices: Sequence[int] | None = None, transform: Transform | None = None,
+                  device_memory_gb: float | None = None, memory_budget_bytes: int | None = None,
+                  example_nbytes: int | None = None, repeats: int = 1,
+                  log: Callable[[str], Any] | None = None) -> DeviceBatches | StreamedBatches:
   """The batches of one split: resident when its share per device fits, streamed otherwise.
 
   Args:
@@ -414,7 +387,7 @@ def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
     batch_size: examples per global batch (a multiple of the mesh's device count).
     shuffle: draw a new order every epoch (training) or keep the order (evaluation).
     seed: the shuffling seed (both modes: :func:`merjax.batches.loader.epoch_order`).
-    mesh: the data mesh, or None for one device.
+    mesh: the data mesh.
     indices: which of the source's examples form the split (all by default).
     transform: ``batch -> batch`` on the rows read (e.g. int16 PCM to float).
     device_memory_gb: GiB per device a resident split may take (``--device-memory-gb``);
@@ -448,40 +421,3 @@ def split_batches(data, *, batch_size: int, shuffle: bool, seed: int = 0,
                          transform=transform, repeats=repeats)
   return StreamedBatches(data, batch_size=batch_size, shuffle=shuffle, seed=seed, mesh=mesh,
                          indices=indices, transform=transform, repeats=repeats)
-
-
-class HostBatches:
-  """Batches of a split kept in host memory; each process yields its rows of each batch.
-
-  The host-fed form of a multi-host run without grain: with ``P`` processes every yielded
-  batch holds rows :func:`merjax.parallel.process_batch_slice` of the global batch, and
-  :func:`merjax.train.fit` (with a ``mesh``) assembles the global array with
-  ``jax.make_array_from_process_local_data``. Order and padding equal those of
-  :class:`DeviceBatches` with the same seed, so both feed the same run.
-
-  Args:
-    arrays: ``{"inputs": [shape=(n, ...)], "label": [shape=(n,)], ...}`` (numpy); every
-      process passes the whole split.
-    batch_size: examples per global batch.
-    shuffle: draw a new order every epoch.
-    seed: the shuffling seed (as :class:`DeviceBatches`).
-  """
-
-  def __init__(self, arrays: Mapping[str, np.ndarray], *, batch_size: int, shuffle: bool,
-               seed: int = 0):
-    self.size = _split_size(arrays)
-    self.arrays = {key: np.asarray(value) for key, value in arrays.items()}
-    self.batch_size = int(batch_size)
-    self.sampler = GlobalBatchSampler(self.size, self.batch_size,
-                                      rows=parallel.process_batch_slice(self.batch_size),
-                                      seed=seed, shuffle=shuffle)
-
-  def __len__(self) -> int:
-    return len(self.sampler)
-
-  def epoch(self, epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Yields this process's part of every batch of one epoch, each with a float ``mask``."""
-    for row_indices, row_mask in zip(*self.sampler.epoch(epoch)):
-      batch = {key: value[row_indices] for key, value in self.arrays.items()}
-      batch["mask"], batch["index"] = row_mask, row_indices
-      yield batch

@@ -26,7 +26,9 @@ class PreparedInputs:
 
   Attributes:
     stage_data: log-mels (z-normalised), preprocessed features and labels per split; for the
-      ``offline`` augmentation mode, ``cnn_train_*`` hold the five-fold CNN training set.
+      ``offline`` augmentation mode, ``cnn_train_*`` hold the five-fold CNN training set, for
+      online augmentation and the ``waveforms`` pipeline ``cnn_training`` describes the CNN's
+      training batches.
     waveforms: the raw clips per split (kept for online augmentation), or None.
     song_ids: song ids per split.
     mel_mean, mel_std: the training split's log-mel statistics.
@@ -180,39 +182,35 @@ def model_inputs(model, waveforms: np.ndarray, *, workers: int | None = None,
   return model.normalise_mels(mels), np.asarray(features, np.float32)
 
 
-def _add_augmentation(stage_data: StageData, train_waveforms: np.ndarray, *, config: Config,
-                      mel_mean: float, mel_std: float, log: Callable[[str], Any],
-                      pipeline: str = "precomputed") -> None:
-  """Adds the CNN's augmented training set (offline) or its per-epoch source (online), or,
-  for the ``waveforms`` pipeline, the clips that the CNN's step augments itself."""
-  from merjax.batches.augmented import (
-    OnlineAugmentedBatches,
-    WaveformTraining,
-    offline_training_set,
-  )
+def _cnn_training_inputs(train_waveforms: np.ndarray, train_labels: np.ndarray,
+                         train_mels: np.ndarray, *, config: Config, mel_mean: float,
+                         mel_std: float, log: Callable[[str], Any],
+                         pipeline: str = "precomputed") -> dict[str, Any]:
+  """The CNN's training input: the offline-augmented set (``cnn_train_mels``,
+  ``cnn_train_labels``), or a description of the batches built per run (``cnn_training``:
+  online augmentation, or the clips that the CNN's step augments itself for the ``waveforms``
+  pipeline). Returns the :class:`StageData` fields to set."""
+  from merjax.batches.augmented import OnlineTraining, WaveformTraining, offline_training_set
 
   augment = config.augment
-  train_labels, train_mels = stage_data.labels["train"], stage_data.mels["train"]
   if pipeline == "waveforms":
-    stage_data.cnn_waveforms = WaveformTraining(
-        waveforms=train_waveforms, labels=train_labels, audio=config.audio, augment=augment,
-        mel_mean=mel_mean, mel_std=mel_std)
-    log(f"CNN trains from waveforms: {stage_data.cnn_waveforms.size} examples per epoch "
+    training = WaveformTraining(waveforms=train_waveforms, labels=train_labels,
+                                audio=config.audio, augment=augment, mel_mean=mel_mean,
+                                mel_std=mel_std)
+    log(f"CNN trains from waveforms: {training.size} examples per epoch "
         f"({augment.mode} augmentation made on the devices, inside the training step)")
-    return
+    return {"cnn_training": training}
   if augment.mode == "none" or not augment.transforms:
-    return
+    return {}
   kwargs = dict(audio=config.audio, augment=augment, mel_mean=mel_mean, mel_std=mel_std)
   if augment.mode == "offline":
-    stage_data.cnn_train_mels, stage_data.cnn_train_labels = offline_training_set(
-        train_waveforms, train_labels, train_mels, **kwargs)
+    mels, labels = offline_training_set(train_waveforms, train_labels, train_mels, **kwargs)
     log(f"offline augmentation ({', '.join(augment.transforms)}): CNN trains on "
-        f"{len(stage_data.cnn_train_labels)} clips")
-  else:
-    stage_data.cnn_train_batches = lambda *, batch_size, mesh: OnlineAugmentedBatches(
-        train_waveforms, train_labels, train_mels, batch_size=batch_size, mesh=mesh,
-        **kwargs).epoch
-    log(f"online augmentation ({', '.join(augment.transforms)}): fresh variants every epoch")
+        f"{len(labels)} clips")
+    return {"cnn_train_mels": mels, "cnn_train_labels": labels}
+  log(f"online augmentation ({', '.join(augment.transforms)}): fresh variants every epoch")
+  return {"cnn_training": OnlineTraining(waveforms=train_waveforms, labels=train_labels,
+                                         train_mels=train_mels, **kwargs)}
 
 
 def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike | None = None,
@@ -280,11 +278,13 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
   def by_split(array):
     return {name: array[idx] for name, idx in index.items()}
 
-  stage_data = StageData(mels=by_split(mels), features=by_split(features),
-                         labels=by_split(labels))
+  cnn_inputs = {}
   if augmenting:
-    _add_augmentation(stage_data, waveforms[index["train"]], config=config, mel_mean=mel_mean,
-                      mel_std=mel_std, log=log, pipeline=pipeline)
+    cnn_inputs = _cnn_training_inputs(
+        waveforms[index["train"]], labels[index["train"]], mels[index["train"]], config=config,
+        mel_mean=mel_mean, mel_std=mel_std, log=log, pipeline=pipeline)
+  stage_data = StageData(mels=by_split(mels), features=by_split(features),
+                         labels=by_split(labels), **cnn_inputs)
   return PreparedInputs(stage_data=stage_data,
                         waveforms=by_split(waveforms) if keep_waveforms else None,
                         song_ids=by_split(song_ids), mel_mean=mel_mean, mel_std=mel_std,

@@ -49,9 +49,6 @@ from merjax.parallel.mesh import (
     prefetch_to_mesh as prefetch_to_mesh,
 )
 from merjax.parallel.mesh import (
-    process_batch_slice as process_batch_slice,
-)
-from merjax.parallel.mesh import (
     process_rows as process_rows,
 )
 from merjax.parallel.mesh import (

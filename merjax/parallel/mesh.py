@@ -12,9 +12,9 @@ defaults to explicit axis types in this jax version, under which Flax Linen's ``
 (``lax.select`` between a replicated mask and sharded activations) fails to trace.
 
 Multi-host: call :func:`merjax.parallel.cluster.initialize_distributed` before anything
-touches a device; every process then builds the same global mesh and feeds its own slice of
-each global batch (:func:`process_batch_slice`, or grain's ``ShardByJaxProcess``);
-:func:`shard_batch` assembles the global array with ``jax.make_array_from_process_local_data``.
+touches a device; every process then builds the same global mesh and feeds its own rows of
+each global batch (:func:`process_rows`); :func:`shard_batch` assembles the global array with
+``jax.make_array_from_process_local_data``.
 """
 
 
@@ -59,23 +59,22 @@ def make_data_mesh(*, devices: int | Sequence[jax.Device] | None = None) -> Mesh
                        devices=devices)
 
 
-def resolve_mesh(mesh: Mesh | int | str | None = "auto") -> Mesh | None:
-  """The mesh a training run uses.
+def resolve_mesh(mesh: Mesh | int | str = "auto") -> Mesh:
+  """The mesh a training run uses (always one: a mesh of one device costs nothing).
 
   Args:
-    mesh: ``"auto"`` (every device when there are several, else none), an int (that many
-      devices; 1 means a mesh of one), a ready :class:`Mesh`, or ``None`` (no mesh: the plain
-      single-device step).
+    mesh: ``"auto"`` (every device of every process), an int (that many devices), or a
+      ready :class:`Mesh`.
 
   Returns:
-    A data mesh, or None for plain single-device training.
+    A data mesh.
   """
-  if mesh is None or isinstance(mesh, Mesh):
+  if isinstance(mesh, Mesh):
     return mesh
   if isinstance(mesh, str):
     if mesh != "auto":
       raise MerjaxError(f"mesh must be 'auto', a device count or a Mesh, got {mesh!r}")
-    return make_data_mesh() if jax.device_count() > 1 else None
+    return make_data_mesh()
   return make_data_mesh(devices=int(mesh))
 
 
@@ -130,16 +129,6 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
   return jax.tree.map(put, tree)
-
-
-def process_batch_slice(global_batch_size: int) -> slice:
-  """This process's rows of every global batch (process ``p`` of ``P`` takes the p-th block)."""
-  count, index = jax.process_count(), jax.process_index()
-  if global_batch_size % count:
-    raise MerjaxError(f"global batch size {global_batch_size} does not divide across "
-                      f"{count} processes")
-  local = global_batch_size // count
-  return slice(index * local, (index + 1) * local)
 
 
 def _leading_rows(index: tuple[slice, ...] | None, size: int) -> tuple[int, int]:
@@ -209,7 +198,7 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
   return out
 
 
-def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh | None, *,
+def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh, *,
                      size: int = 2) -> Iterator[dict[str, jax.Array]]:
   """Assembles host batches on the devices ``size`` batches ahead of the consumer.
 
@@ -219,23 +208,23 @@ def prefetch_to_mesh(batches: Iterable[Mapping[str, Any]], mesh: Mesh | None, *,
 
   Args:
     batches: this process's rows of every global batch (see :func:`shard_batch`).
-    mesh: the data mesh; None puts whole batches on the default device.
+    mesh: the data mesh.
     size: batches in flight (at least 1).
 
   Yields:
-    Global batches sharded along ``data`` (or single-device batches without a mesh).
+    Global batches sharded along ``data``.
   """
   if size < 1:
     raise MerjaxError(f"prefetch size must be at least 1, got {size}")
   queue: collections.deque = collections.deque()
-  sharding = None if mesh is None else data_sharding(mesh)
+  sharding = data_sharding(mesh)
   for batch in batches:
-    if sharding is not None and all(_is_global(v, sharding) for v in batch.values()):
+    if all(_is_global(v, sharding) for v in batch.values()):
       while queue:
         yield queue.popleft()
       yield dict(batch)
       continue
-    queue.append(shard_batch(batch, mesh) if mesh is not None else jax.device_put(dict(batch)))
+    queue.append(shard_batch(batch, mesh))
     if len(queue) > size:
       yield queue.popleft()
   while queue:

@@ -1,4 +1,4 @@
-"""Train and evaluate on real datasets (the logic behind the CLI; predict is in merjax.inference)."""
+"""Train and evaluate on real datasets (the logic behind the CLI; predict: merjax.inference)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,7 @@ import numpy as np
 
 from merjax.config import STAGES, Config
 from merjax.errors import MerjaxError
-
-MODELS = ("cnn", "dnn", "hybrid")
-
-
-def split_metrics(model, *, mels: np.ndarray, features: np.ndarray, labels: np.ndarray
-                 ) -> dict[str, dict]:
-  """Metrics of the CNN alone, the DNN alone and the hybrid on one split."""
-  from merjax.metrics.classification import classification_metrics
-  return {which: classification_metrics(labels, model.logits(mels=mels, features=features,
-                                                            which=which).argmax(-1))
-          for which in MODELS}
+from merjax.runs.scores import score_and_report
 
 
 def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
@@ -51,7 +41,6 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   from merjax.features.source import features_record
   from merjax.inference.directory import save_model
   from merjax.inputs.prepare import prepare_inputs
-  from merjax.metrics.classification import metrics_table, write_report
   from merjax.parallel.files import atomic_directory, check_writable
   from merjax.parallel.per_process import assert_same_on_every_process
   from merjax.train.stages import train_hybrid
@@ -62,10 +51,9 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   if workdir is not None:
     check_writable(workdir, what="--workdir")
   mesh = parallel.resolve_mesh(mesh)
-  if mesh is not None:  # refuse before any data is read, not at the stage that fails
-    for stage in STAGES:
-      parallel.check_batch_size(config.stage(stage).batch_size, mesh,
-                                what=f"the {stage} stage's batch size")
+  for stage in STAGES:  # refuse before any data is read, not at the stage that fails
+    parallel.check_batch_size(config.stage(stage).batch_size, mesh,
+                              what=f"the {stage} stage's batch size")
   if not parallel.is_primary():
     log = _silent  # one process reports; every process trains
   inputs = prepare_inputs(dataset, config=config, data_dir=data_dir,
@@ -74,23 +62,20 @@ def train_model(dataset: str, *, out: str | os.PathLike, config: Config,
   data = inputs.stage_data
   assert_same_on_every_process({"mel_mean": inputs.mel_mean, "mel_std": inputs.mel_std},
                                what="the log-mel statistics")
-  model, fits = train_hybrid(data, config=config, mel_mean=inputs.mel_mean,
+  model, fits = train_hybrid(data, config=config, mesh=mesh, mel_mean=inputs.mel_mean,
                              mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
-                             mesh=mesh, workdir=workdir, device_memory_gb=device_memory_gb,
-                             log=log)
+                             workdir=workdir, device_memory_gb=device_memory_gb, log=log)
   training = {stage: {"history": fit.history, "best_epoch": fit.best_epoch + 1,
                       "best_val_accuracy": fit.best_val_accuracy, "stop_reason": fit.stop_reason}
               for stage, fit in fits.items()}
-  results = split_metrics(model, mels=data.mels["test"], features=data.features["test"],
-                         labels=data.labels["test"])
   # Written under a temporary name and renamed when complete: a kill during the save leaves
   # no half-written --out, and the same command run again just works.
   with atomic_directory(out) as partial:
     save_model(model, partial, training={"dataset": dataset, "features": features_record(config),
                                          "stages": training})
-    if parallel.is_primary():
-      write_report(results, partial / "test", title=f"{dataset}, test split")
-  log(metrics_table(results, title=f"{dataset} test"))
+    results = score_and_report(model, mels=data.mels["test"], features=data.features["test"],
+                               labels=data.labels["test"], out=partial / "test",
+                               title=f"{dataset}, test split", log=log)
   log(f"model written to {out}")
   return results
 
@@ -127,7 +112,6 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   from merjax.features.source import model_table
   from merjax.inference.directory import load_model
   from merjax.inputs.prepare import fit_clip_length, model_inputs
-  from merjax.metrics.classification import metrics_table, write_report
 
   model = load_model(model_dir)
   preprocessor = model.feature_preprocessor
@@ -146,11 +130,10 @@ def evaluate_model(model_dir: str | os.PathLike, dataset: str, *,
   waveforms = fit_clip_length(prepared.waveforms(index), audio.clip_samples)
   mels, inputs = model_inputs(model, waveforms, workers=workers, config=config,
                              song_ids=np.asarray(prepared.song_ids)[index])
-  results = split_metrics(model, mels=mels, features=inputs,
-                         labels=np.asarray(prepared.labels)[index])
   safe_name = dataset.replace(":", "_").replace("/", "_")
   out = Path(out) if out is not None else Path(model_dir) / f"eval-{safe_name}-{split}"
-  write_report(results, out, title=f"{dataset}, {split} split")
-  log(metrics_table(results, title=f"{dataset} {split}"))
+  results = score_and_report(model, mels=mels, features=inputs,
+                             labels=np.asarray(prepared.labels)[index], out=out,
+                             title=f"{dataset}, {split} split", log=log)
   log(f"report written to {out}")
   return results

@@ -98,31 +98,27 @@ def run_demo(*, out_dir: str | os.PathLike = "merjax_demo",
   """
   out_dir = Path(out_dir)
   _validate(out_dir, clips_per_quadrant, seconds)
+  from merjax import parallel
   from merjax.inputs.prepare import prepare_inputs
-  from merjax.metrics.classification import classification_metrics, metrics_table, write_report
+  from merjax.runs.scores import score_and_report
   from merjax.train.stages import train_hybrid
 
   config = demo_config(seconds=seconds, seed=seed, max_epochs=max_epochs, overrides=overrides)
   started = time.perf_counter()
   inputs = prepare_inputs("synthetic", config=config, clips_per_quadrant=clips_per_quadrant,
                           workers=workers, log=log)
-  stage_data = inputs.stage_data
-  model, fits = train_hybrid(stage_data, config=config, mel_mean=inputs.mel_mean,
-                             mel_std=inputs.mel_std, feature_preprocessor=inputs.preprocessor,
-                             log=log)
-
-  results = {}
-  for which in ("cnn", "dnn", "hybrid"):
-    logits = model.logits(mels=stage_data.mels["test"], features=stage_data.features["test"],
-                          which=which)
-    results[which] = classification_metrics(stage_data.labels["test"], logits.argmax(-1))
-  write_report(results, out_dir, title="Synthetic quadrants (merjax demo), test split")
+  data = inputs.stage_data
+  model, fits = train_hybrid(data, config=config, mesh=parallel.resolve_mesh(),
+                             mel_mean=inputs.mel_mean, mel_std=inputs.mel_std,
+                             feature_preprocessor=inputs.preprocessor, log=log)
+  log("")
+  results = score_and_report(model, mels=data.mels["test"], features=data.features["test"],
+                             labels=data.labels["test"], out=out_dir,
+                             title="Synthetic quadrants (merjax demo), test split", log=log)
   (out_dir / "history.json").write_text(json.dumps(
       {stage: {"history": fit.history, "best_epoch": fit.best_epoch + 1,
                "stop_reason": fit.stop_reason} for stage, fit in fits.items()}, indent=2) + "\n")
   plot_history(fits, out_dir / "history.png")
-  log("")
-  log(metrics_table(results, title="test split"))
   log(f"\nwrote {out_dir}/metrics.json, metrics.md, confusion.png, history.png "
       f"in {time.perf_counter() - started:.0f} s")
   return results

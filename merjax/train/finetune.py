@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax.sharding import Mesh
 
 from merjax.config import ModelConfig, TrainConfig
 from merjax.inference.artefact import HybridModel
@@ -72,8 +73,8 @@ class TrainableHybrid(nn.Module):
     return self.fusion(embeddings, train=train)
 
 
-def finetune_hybrid(model: HybridModel, data: StageData, *, config: TrainConfig | None = None,
-                    log: Callable[[str], Any] | None = print, mesh: Any = "auto"
+def finetune_hybrid(model: HybridModel, data: StageData, *, mesh: Mesh,
+                    config: TrainConfig | None = None, log: Callable[[str], Any] | None = print
                     ) -> tuple[HybridModel, FitResult]:
   """Trains a trained hybrid end to end, its branches unfrozen.
 
@@ -83,7 +84,7 @@ def finetune_hybrid(model: HybridModel, data: StageData, *, config: TrainConfig 
       branches see the log-mels and the features of the same clips.
     config: optimizer, batch size and stopping rules (default: ``model.config.fusion``).
     log: per-epoch log sink, None for silence.
-    mesh: as in :func:`merjax.train.train_classifier`.
+    mesh: the data mesh (as in :func:`merjax.train.train_classifier`).
 
   Returns:
     ``(fine-tuned model, fit)``: the model's CNN and DNN bodies and fusion are the best
@@ -96,8 +97,8 @@ def finetune_hybrid(model: HybridModel, data: StageData, *, config: TrainConfig 
                   "label": data.labels[name]} for name in ("train", "validate")}
 
   fit = train_classifier(network, variables=model.hybrid_variables(), train=split["train"],
-                         val=split["validate"], config=config, stage="finetune", log=log,
-                         mesh=mesh)
+                         val=split["validate"], config=config, mesh=mesh, stage="finetune",
+                         log=log)
   variables = jax.device_get(fit.state.variables)
   tuned = dataclasses.replace(
       model,

@@ -65,14 +65,17 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainSt
 
 
 def eval_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
-  """Inference-mode logits and masked sums for one batch (``mask`` echoed for the host)."""
+  """Inference-mode masked sums (``loss_sum``, ``correct``, ``count``) of one batch.
+
+  Only the sums leave the devices: the logits stay inside the step.
+  """
   logits = state.apply_fn(state.variables, batch["inputs"], train=False)
-  return dict(_masked_sums(logits, batch), logits=logits.astype(jnp.float32),
-              mask=batch["mask"])
+  return _masked_sums(logits, batch)
 
 
+# The pure step jitted for one device's arrays (step-level tests and benchmarks); training
+# runs :func:`mesh_train_step`, over a mesh of one device or more.
 jit_train_step = jax.jit(train_step, donate_argnums=(0,))
-jit_eval_step = jax.jit(eval_step)
 
 
 @functools.cache
@@ -95,7 +98,7 @@ def mesh_train_step(mesh: jax.sharding.Mesh):
 
 @functools.cache
 def mesh_eval_step(mesh: jax.sharding.Mesh):
-  """:func:`eval_step` over ``mesh``; logits and mask are gathered (replicated) for the host."""
+  """:func:`eval_step` over ``mesh``: the batch split along ``data``, the sums replicated."""
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   return jax.jit(eval_step, in_shardings=(rep, data), out_shardings=rep)
 

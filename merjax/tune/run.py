@@ -1,10 +1,10 @@
 """The paper's tuning protocol on one dataset: the three stage searches, chained.
 
 The CNN and DNN searches are independent; the fusion search trains the fusion head on the
-embeddings of the best CNN and the best DNN, frozen (inference mode, no gradients), as in
-:func:`merjax.train.train_hybrid`. With the fusion stage done, the three best trials form a
-model directory (``OUT/model``, readable by ``merjax evaluate`` and ``merjax predict``) that
-is scored on the test split.
+embeddings of the best CNN and the best DNN, frozen (inference mode, no gradients). The
+trials train through the stage functions of ``merjax train`` (:mod:`merjax.train.stages`).
+With the fusion stage done, the three best trials form a model directory (``OUT/model``,
+readable by ``merjax evaluate`` and ``merjax predict``) that is scored on the test split.
 
 Output layout::
 
@@ -26,8 +26,6 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from merjax.config import STAGES, Config
 from merjax.errors import MerjaxError
@@ -52,33 +50,6 @@ class TuneOutcome:
   config: Config
   model_dir: Path | None = None
   test: dict[str, dict] | None = None
-
-
-def stage_arrays(data, stage: str, *, embeddings: dict[str, np.ndarray] | None = None
-                 ) -> dict[str, dict[str, np.ndarray]]:
-  """The training and validation inputs of one stage.
-
-  Args:
-    data: the :class:`merjax.train.StageData`; its augmented CNN training set, when present,
-      replaces the CNN's training split.
-    stage: ``"cnn"``, ``"dnn"`` or ``"fusion"``.
-    embeddings: for the fusion stage, the frozen branch embeddings per split.
-  """
-  if stage == "cnn":
-    inputs = dict(data.mels)
-    labels = dict(data.labels)
-    if data.cnn_train_mels is not None:
-      inputs["train"], labels["train"] = data.cnn_train_mels, data.cnn_train_labels
-  elif stage == "dnn":
-    inputs, labels = data.features, data.labels
-  elif stage == "fusion":
-    if embeddings is None:
-      raise ValueError("the fusion stage needs the branch embeddings")
-    inputs, labels = embeddings, data.labels
-  else:
-    raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-  return {split: {"inputs": inputs[split], "label": labels[split]}
-          for split in ("train", "validate")}
 
 
 def tuned_config(config: Config, searches: dict[str, StageSearch]) -> Config:
@@ -135,7 +106,7 @@ def tune_stages(inputs, *, config: Config, out_dir: str | os.PathLike,
   Returns:
     The searches by stage (those of this run, plus the CNN and DNN ones a fusion run used).
   """
-  from merjax.inference.artefact import HybridModel
+  from merjax.train.stages import frozen_embeddings, stage_splits
   from merjax.tune.report import write_stage_report
   from merjax.tune.search import tune_stage
 
@@ -148,13 +119,9 @@ def tune_stages(inputs, *, config: Config, out_dir: str | os.PathLike,
       for branch in ("cnn", "dnn"):
         if branch not in searches:
           searches[branch] = StageSearch.load(out_dir / branch / "search.json")
-      frozen = HybridModel(config=config, cnn=searches["cnn"].best_variables(),
-                           dnn=searches["dnn"].best_variables(), fusion={},
-                           mel_mean=inputs.mel_mean, mel_std=inputs.mel_std)
-      embeddings = {split: frozen.embeddings(mels=data.mels[split],
-                                             features=data.features[split])
-                    for split in ("train", "validate")}
-    searches[stage] = tune_stage(stage, data=stage_arrays(data, stage, embeddings=embeddings),
+      embeddings = frozen_embeddings(data, config=config, cnn=searches["cnn"].best_variables(),
+                                     dnn=searches["dnn"].best_variables())
+    searches[stage] = tune_stage(stage, data=stage_splits(data, stage, embeddings=embeddings),
                                  config=config, out_dir=out_dir, resume=resume,
                                  cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                                  log=log)
@@ -232,8 +199,7 @@ def _tuned_model(dataset: str, inputs, searches: dict[str, StageSearch], *, conf
                  out: Path, log: Callable[[str], Any]) -> tuple[Path, dict[str, dict]]:
   from merjax.inference.artefact import HybridModel
   from merjax.inference.directory import save_model
-  from merjax.metrics.classification import metrics_table, write_report
-  from merjax.runs.dataset import split_metrics
+  from merjax.runs.scores import score_and_report
 
   model = HybridModel(config=config, cnn=searches["cnn"].best_variables(),
                       dnn=searches["dnn"].best_variables(),
@@ -252,8 +218,7 @@ def _tuned_model(dataset: str, inputs, searches: dict[str, StageSearch], *, conf
                                          "features": features_record(config),
                                          "stages": training})
   data = inputs.stage_data
-  results = split_metrics(model, mels=data.mels["test"], features=data.features["test"],
-                          labels=data.labels["test"])
-  write_report(results, out / "test", title=f"{dataset}, test split (tuned)")
-  log(metrics_table(results, title=f"{dataset} test"))
+  results = score_and_report(model, mels=data.mels["test"], features=data.features["test"],
+                             labels=data.labels["test"], out=out / "test",
+                             title=f"{dataset}, test split (tuned)", log=log)
   return model_dir, results

@@ -1,7 +1,8 @@
 """One trial of a stage search: the Ray Tune trainable.
 
 It trains the stage's network with the trial's optimizer, learning rate and batch size under
-the paper's stopping rules (:func:`merjax.train.fit` with :class:`EarlyStopping`), reports
+the paper's stopping rules, through the same stage functions as ``merjax train``
+(:func:`merjax.train.stages.stage_network`, :func:`merjax.train.stages.train_classifier`), reports
 every epoch to Ray Tune, and checkpoints each new best epoch as a training run
 (:mod:`merjax.train.checkpoint`: a trial is a run whose work dir Ray owns). A trial Ray
 restores after an interruption continues from that checkpoint and repeats the epochs after it
@@ -45,15 +46,6 @@ class TrialSetup:
   gpus_per_trial: float = 0.0
 
 
-def stage_model(stage: str, model: ModelConfig):
-  """The Flax classifier a stage trains: the CNN, the DNN or the fusion head."""
-  from merjax.models import CNN, DNN, Fusion
-  networks = {"cnn": CNN, "dnn": DNN, "fusion": Fusion}
-  if stage not in networks:
-    raise ValueError(f"stage must be one of {sorted(networks)}, got {stage!r}")
-  return networks[stage](model)
-
-
 def _file_log(path: str):
   def log(line: str) -> None:
     with open(path, "a") as f:
@@ -82,30 +74,23 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
   if 0 < setup.gpus_per_trial < 1:  # several trials share a GPU: preallocate only our share
     set_gpu_memory_defaults(fraction=f"{0.9 * setup.gpus_per_trial:.3f}")
   import jax
-  import jax.numpy as jnp
   from ray import tune
 
   from merjax import parallel
-  from merjax.batches.split import DeviceBatches
   from merjax.train.checkpoint import Checkpointer, restore_run
-  from merjax.train.fit import fit
-  from merjax.train.state import create_state
+  from merjax.train.stages import stage_network, train_classifier
 
   config = apply_point(setup.train, point)
-  # Ray makes only the trial's own GPUs visible: with several, train over a mesh of them.
-  mesh = parallel.make_data_mesh()
-  parallel.check_batch_size(config.batch_size, mesh)
-  train, val = data["train"], data["validate"]
-  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
-  state = create_state(stage_model(setup.stage, setup.model), jnp.asarray(train["inputs"][:1]),
-                       config, rng=init_rng)
-  stopper = None
   settings = {"stage": setup.stage, **config.to_dict()}
   checkpoint = tune.get_checkpoint()
-  if checkpoint is not None:
+  # A trial resumes its state and stopper only: train_classifier derives the dropout key from
+  # the seed and folds in the restored step. The key saved with the run is this template.
+  key_template = jax.random.key(config.seed)
+
+  def resume(state):
     with checkpoint.as_directory() as directory:
-      restored = restore_run(directory, state=state, rng=dropout_rng, config=settings)
-    state, stopper = restored.state, restored.stopper
+      restored = restore_run(directory, state=state, rng=key_template, config=settings)
+    return restored.state, restored.stopper
 
   def report(epoch: int, record: dict, state, stopper) -> None:
     metrics = _result(record, stopper, point)
@@ -114,13 +99,13 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
       return
     with tempfile.TemporaryDirectory(prefix="merjax-trial-") as directory:
       with Checkpointer(directory, config=settings) as checkpoints:  # Ray keeps the history
-        checkpoints.save(next_epoch=epoch + 1, state=state, best_state=state, rng=dropout_rng,
+        checkpoints.save(next_epoch=epoch + 1, state=state, best_state=state, rng=key_template,
                          stopper=stopper, history=[])
       tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-  train_batches = DeviceBatches(dict(train), batch_size=config.batch_size, shuffle=True,
-                                seed=config.seed, mesh=mesh)
-  val_batches = DeviceBatches(dict(val), batch_size=config.batch_size, shuffle=False, mesh=mesh)
-  fit(state, train_batches=train_batches.epoch, val_batches=val_batches.epoch, config=config,
-      rng=dropout_rng, stage=setup.stage, stopper=stopper, on_epoch_end=report, mesh=mesh,
-      log=_file_log(os.path.join(tune.get_context().get_trial_dir(), "fit.log")))
+  # Ray makes only the trial's own GPUs visible: the trial trains over a mesh of them all.
+  train_classifier(stage_network(setup.stage, setup.model), train=data["train"],
+                   val=data["validate"], config=config, mesh=parallel.make_data_mesh(),
+                   stage=setup.stage, hooks=[report],
+                   resume=None if checkpoint is None else resume,
+                   log=_file_log(os.path.join(tune.get_context().get_trial_dir(), "fit.log")))

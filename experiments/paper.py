@@ -63,8 +63,9 @@ def experiment(dataset: str = "merge_audio_balanced") -> Config:
   Table 2's values fill the stage settings (they only matter outside the search); the search
   is 10 Gaussian-process trials per stage over the paper's space, starting at its lower end,
   with Keras Tuner's default of 3 random start-up trials per hyperparameter (9 of the 10,
-  the lower-end trial included; ``startup_trials=None``), each trial up to 200 epochs with patience 15 and the 0.90 training-accuracy rule, on the
-  paper's x5 augmented CNN training set.
+  the lower-end trial included; ``startup_trials=None``), each trial up to 200 epochs with
+  patience 15 and the 0.90 training-accuracy rule, on the paper's x5 augmented CNN training
+  set.
   """
   config = paper_config(dataset)
   return config.replace(tune=config.tune.replace(trials=10, searcher="gp", startup_trials=None))

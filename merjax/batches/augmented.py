@@ -81,7 +81,7 @@ def augmented_log_mels(waveforms, *, audio: AudioConfig, augment: AugmentConfig,
   transforms = tuple(augment.transforms)
   fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
   kwargs = _mel_kwargs(audio, augment)
-  per_transform = {name: [] for name in transforms}
+  per_transform: dict[str, list[np.ndarray]] = {name: [] for name in transforms}
   for start in tqdm(range(0, n, _CHUNK), desc="augment + log-mel", disable=not progress,
                     unit="batch"):
     stop = min(start + _CHUNK, n)

@@ -262,7 +262,7 @@ class _BatchFn:
                transform: Callable[[Batch], Batch] | None, positions: bool = False):
     self.source, self.indices, self.sampler, self.transform = source, indices, sampler, transform
     self.positions = positions
-    self._table = None
+    self._table: tuple[int, np.ndarray, np.ndarray] | None = None
 
   def __getstate__(self):
     return {**self.__dict__, "_table": None}
@@ -307,7 +307,8 @@ class Loader:
       ``range(len(indices))``.
   """
 
-  def __init__(self, source, *, batch_size: int = 0, indices: Sequence[int] | None = None,
+  def __init__(self, source, *, batch_size: int = 0,
+               indices: Sequence[int] | np.ndarray | None = None,
                seed: int = 0, shuffle: bool = True, drop_remainder: bool = False,
                transform: Callable[[Batch], Batch] | None = None, shard_options=None,
                num_epochs: int | None = None, worker_count: int = 0, worker_buffer_size: int = 2,
@@ -324,7 +325,8 @@ class Loader:
     self.num_epochs = num_epochs
     self.worker_count, self.worker_buffer_size = worker_count, worker_buffer_size
     self.read_threads = read_threads
-    self._iterator, self._next = None, -1
+    self._iterator: Iterator[Batch] | None = None
+    self._next = -1
 
   def __len__(self) -> int:
     """Batches per epoch."""
@@ -355,8 +357,9 @@ class Loader:
     if self._iterator is None or self._next != epoch * per_epoch:
       self.close()
       self._iterator, self._next = iter(self.dataset(epoch)), epoch * per_epoch
+    iterator = self._iterator
     for _ in range(per_epoch):
-      batch = next(self._iterator)
+      batch = next(iterator)
       self._next += 1
       yield batch
 

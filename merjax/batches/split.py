@@ -260,7 +260,7 @@ class DeviceBatches:
     size = len(ids)
     padded = parallel.round_up(size, parallel.data_size(mesh))
     sharding = parallel.data_sharding(mesh)
-    spans = {device: index[0].indices(padded)[:2]
+    spans = {device: parallel.shard_rows(index, padded)
              for device, index in sharding.addressable_devices_indices_map((padded,)).items()}
     blocks = {}
     for start, stop in sorted(set(spans.values())):
@@ -344,14 +344,14 @@ class StreamedBatches:
     if repeats < 1:
       raise MerjaxError(f"repeats must be at least 1, got {repeats}")
     ids = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
-    indices = np.tile(ids, int(repeats))
-    self.size = len(indices)
+    examples = np.tile(ids, int(repeats))
+    self.size = len(examples)
     self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
     self.mesh, self.prefetch = mesh, prefetch
     rows = parallel.process_rows(mesh, self.batch_size)
     self.sampler = GlobalBatchSampler(self.size, self.batch_size, rows=rows, seed=seed,
                                       shuffle=shuffle)
-    self.loader = Loader(source, indices=indices, transform=transform, sampler=self.sampler,
+    self.loader = Loader(source, indices=examples, transform=transform, sampler=self.sampler,
                          read_threads=read_threads, worker_count=worker_count,
                          num_epochs=num_epochs, index="position")
 

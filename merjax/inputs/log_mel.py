@@ -6,8 +6,11 @@ import numpy as np
 
 from merjax.config import AudioConfig
 
+# The paper's front end (frozen, so one shared default is safe).
+PAPER_AUDIO = AudioConfig()
 
-def log_mels(waveforms: np.ndarray, *, audio: AudioConfig = AudioConfig(), batch_size: int = 16,
+
+def log_mels(waveforms: np.ndarray, *, audio: AudioConfig = PAPER_AUDIO, batch_size: int = 16,
              progress: bool = False, desc: str = "log-mel") -> np.ndarray:
   """Log-mel spectrograms of many clips, computed in fixed-size jitted batches.
 

@@ -202,15 +202,17 @@ def _cnn_training_inputs(train_waveforms: np.ndarray, train_labels: np.ndarray,
     return {"cnn_training": training}
   if augment.mode == "none" or not augment.transforms:
     return {}
-  kwargs = dict(audio=config.audio, augment=augment, mel_mean=mel_mean, mel_std=mel_std)
   if augment.mode == "offline":
-    mels, labels = offline_training_set(train_waveforms, train_labels, train_mels, **kwargs)
+    mels, labels = offline_training_set(train_waveforms, train_labels, train_mels,
+                                        audio=config.audio, augment=augment, mel_mean=mel_mean,
+                                        mel_std=mel_std)
     log(f"offline augmentation ({', '.join(augment.transforms)}): CNN trains on "
         f"{len(labels)} clips")
     return {"cnn_train_mels": mels, "cnn_train_labels": labels}
   log(f"online augmentation ({', '.join(augment.transforms)}): fresh variants every epoch")
   return {"cnn_training": OnlineTraining(waveforms=train_waveforms, labels=train_labels,
-                                         train_mels=train_mels, **kwargs)}
+                                         train_mels=train_mels, audio=config.audio,
+                                         augment=augment, mel_mean=mel_mean, mel_std=mel_std)}
 
 
 def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike | None = None,
@@ -256,18 +258,21 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
     if config.augment.pipeline == "auto" and not augmenting:
       pipeline = "precomputed"  # the log-mels are made anyway (statistics, validation)
   augmenting = augmenting or pipeline == "waveforms"
-  mels, raw, kept = [], [], []
+  mel_chunks: list[np.ndarray] = []
+  raw_chunks: list[np.ndarray] = []
+  kept: list[np.ndarray | None] = []
   start = 0
   for chunk in chunks:  # stream: only the clips that must stay in memory are kept
     chunk_mels, chunk_raw, names = clip_inputs(
         chunk, config=config, workers=workers, cache_dir=cache_dir,
         song_ids=song_ids[start:start + len(chunk)])
     start += len(chunk)
-    mels.append(chunk_mels)
-    raw.append(chunk_raw)
+    mel_chunks.append(chunk_mels)
+    raw_chunks.append(chunk_raw)
     kept.append(chunk if keep_waveforms or augmenting else None)
-  mels, raw = np.concatenate(mels), np.concatenate(raw)
-  waveforms = None if kept[0] is None else np.concatenate(kept)
+  mels, raw = np.concatenate(mel_chunks), np.concatenate(raw_chunks)
+  kept_clips = [chunk for chunk in kept if chunk is not None]
+  waveforms = np.concatenate(kept_clips) if kept_clips else None
   mel_mean, mel_std = mel_statistics(mels[index["train"]])
   mels = ((mels - mel_mean) / mel_std).astype(np.float32)
   log(f"log-mels {mels.shape[1:]} per clip; training mean {mel_mean:.2f} dB, std {mel_std:.2f}")
@@ -280,6 +285,7 @@ def prepare_inputs(dataset: str, *, config: Config, data_dir: str | os.PathLike 
 
   cnn_inputs = {}
   if augmenting:
+    assert waveforms is not None  # kept above whenever augmenting
     cnn_inputs = _cnn_training_inputs(
         waveforms[index["train"]], labels[index["train"]], mels[index["train"]], config=config,
         mel_mean=mel_mean, mel_std=mel_std, log=log, pipeline=pipeline)

@@ -66,3 +66,6 @@ from merjax.parallel.mesh import (
 from merjax.parallel.mesh import (
     shard_batch as shard_batch,
 )
+from merjax.parallel.mesh import (
+    shard_rows as shard_rows,
+)

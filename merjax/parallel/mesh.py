@@ -131,7 +131,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.tree.map(put, tree)
 
 
-def _leading_rows(index: tuple[slice, ...] | None, size: int) -> tuple[int, int]:
+def shard_rows(index: tuple[slice, ...] | None, size: int) -> tuple[int, int]:
   """``(start, stop)`` of a device's shard ``index`` along the leading axis of ``size`` rows."""
   if index is None:  # jax types the map's values as optional; a named sharding has them all
     raise MerjaxError("jax gave no index for a device of the data sharding")
@@ -158,7 +158,7 @@ def process_rows(mesh: Mesh, global_size: int) -> slice:
       devices do not hold one contiguous block (a mesh whose device order interleaves hosts).
   """
   check_batch_size(global_size, mesh, what="global size")
-  spans = sorted({_leading_rows(index, global_size)
+  spans = sorted({shard_rows(index, global_size)
                   for index in data_sharding(mesh).addressable_devices_indices_map(
                       (global_size,)).values()})
   start, stop = spans[0][0], spans[-1][1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,6 @@ def score_and_report(model, *, mels: np.ndarray, features: np.ndarray, labels: n
 
   results = score_split(model, mels=mels, features=features, labels=labels)
   if parallel.is_primary():
-    write_report(results, out, title=title)
+    write_report(results, Path(out), title=title)
   log(metrics_table(results, title=title))
   return results

@@ -255,6 +255,7 @@ def fit(state: TrainState, *, train_batches: Callable[[int], Iterable[dict]],
     if checkpoint is not None:
       checkpoint.close()
   stopper = progress.stopper
+  assert stopper.stop_reason is not None  # the loop above runs until a rule stops it
   if log is not None:
     log(f"[{stage}] stopped: {stopper.stop_reason}; best epoch {stopper.best_epoch + 1} "
         f"(val_acc {stopper.best_accuracy:.3f})")

@@ -27,6 +27,7 @@ from jax.sharding import Mesh
 
 from merjax import parallel
 from merjax.batches.augmented import CNNTraining
+from merjax.batches.protocol import Batches
 from merjax.batches.split import split_batches
 from merjax.config import STAGES, Config, ModelConfig, TrainConfig
 from merjax.inference.artefact import HybridModel
@@ -103,10 +104,13 @@ def stage_splits(data: StageData, stage: str, *,
   Returns:
     ``{"train": {"inputs", "label"}, "validate": {"inputs", "label"}}``.
   """
+  inputs: Mapping[str, np.ndarray]
+  labels: Mapping[str, np.ndarray]
   if stage == "cnn":
-    inputs, labels = dict(data.mels), dict(data.labels)
-    if data.cnn_train_mels is not None:
-      inputs["train"], labels["train"] = data.cnn_train_mels, data.cnn_train_labels
+    inputs, labels = data.mels, data.labels
+    if data.cnn_train_mels is not None and data.cnn_train_labels is not None:
+      inputs = {**inputs, "train": data.cnn_train_mels}
+      labels = {**labels, "train": data.cnn_train_labels}
   elif stage == "dnn":
     inputs, labels = data.features, data.labels
   elif stage == "fusion":
@@ -160,6 +164,7 @@ def train_classifier(network, *, train: Split, val: Split, config: TrainConfig, 
     state = state.replace(apply_fn=cnn_training.front_end(state.apply_fn, mesh=mesh))
   if resume is not None:
     state, stopper = resume(state)
+  train_batches: Batches
   if cnn_training is not None:
     train_batches = cnn_training.batches(batch_size=config.batch_size, seed=config.seed,
                                          mesh=mesh, device_memory_gb=device_memory_gb)

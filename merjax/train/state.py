@@ -129,6 +129,7 @@ def create_state(model, example_inputs: jax.Array, config: TrainConfig, *,
   if (rng is None) == (variables is None):
     raise ValueError("create_state needs either rng (to initialise) or variables")
   if variables is None:
+    assert rng is not None  # checked just above
     params_rng, dropout_rng = jax.random.split(rng)
     variables = _init_variables(model, params_rng, dropout_rng, jnp.zeros_like(example_inputs))
   tx = make_optimizer(config)

@@ -37,6 +37,7 @@ def trials_table(search: StageSearch) -> str:
       cells = [f"**{c}**" if c else c for c in cells]
     lines.append("| " + " | ".join(cells) + " |")
   best = search.best
+  assert best.best_val_accuracy is not None  # the chosen trial succeeded
   lines += ["", f"Chosen: trial {best.number} ({best.hparams['optimizer']}, learning rate "
             f"{best.hparams['learning_rate']:g}, batch size {best.hparams['batch_size']}), "
             f"best validation accuracy {100 * best.best_val_accuracy:.2f}% at epoch "

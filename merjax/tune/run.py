@@ -65,6 +65,7 @@ def best_hparams_table(searches: dict[str, StageSearch]) -> str:
   for stage in STAGES:
     if stage in searches:
       best = searches[stage].best
+      assert best.best_val_accuracy is not None  # the chosen trial succeeded
       lines.append(f"| {stage} | {best.hparams['batch_size']} | {best.hparams['optimizer']} | "
                    f"{best.hparams['learning_rate']:g} | {100 * best.best_val_accuracy:.2f}% | "
                    f"{best.number} of {len(searches[stage].trials)} |")

@@ -426,7 +426,7 @@ def predict_songs(paths: Sequence[str], *, model, which: str = "hybrid",
 
   Args:
     paths: audio files.
-    model: a :class:`merjax.inference.HybridModel`.
+    model: a :class:`merjax.inference.artefact.HybridModel`.
     which: ``hybrid``, ``cnn`` or ``dnn``.
     segment: ``first``, ``middle`` or ``windows`` (see :mod:`merjax.inference.songs`).
     hop_seconds: the largest hop between windows (default: the model's clip length).

@@ -164,7 +164,7 @@ def model_inputs(model, waveforms: np.ndarray, *, workers: int | None = None,
   """The inference-time transform: what training did, with the model's fitted statistics.
 
   Args:
-    model: a :class:`merjax.inference.HybridModel`.
+    model: a :class:`merjax.inference.artefact.HybridModel`.
     waveforms: clips [shape=(n, samples)] at the model's sample rate and clip length.
     workers: processes for feature extraction.
     progress: show progress bars.

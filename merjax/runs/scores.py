@@ -18,7 +18,7 @@ def score_split(model, *, mels: np.ndarray, features: np.ndarray, labels: np.nda
   """Classification metrics of the CNN alone, the DNN alone and the hybrid on one split.
 
   Args:
-    model: a :class:`merjax.inference.HybridModel`.
+    model: a :class:`merjax.inference.artefact.HybridModel`.
     mels: normalised log-mels [shape=(n, n_mels, frames)].
     features: preprocessed features [shape=(n, n_features)].
     labels: quadrant labels [shape=(n,)].
@@ -39,7 +39,7 @@ def score_and_report(model, *, mels: np.ndarray, features: np.ndarray, labels: n
   """Scores the three classifiers on one split, writes the report and logs the table.
 
   Args:
-    model: a :class:`merjax.inference.HybridModel`.
+    model: a :class:`merjax.inference.artefact.HybridModel`.
     mels, features, labels: the split (see :func:`score_split`).
     out: the report's directory (``metrics.json``, ``metrics.md``, ``confusion.png``), written
       by process 0 of a multi-process run.

@@ -123,6 +123,16 @@ def stage_splits(data: StageData, stage: str, *,
           for split in ("train", "validate")}
 
 
+def stage_keys(config: TrainConfig) -> tuple[jax.Array, jax.Array]:
+  """A stage's ``(initialisation key, run key)``, both from ``config.seed``.
+
+  The run key is what :func:`merjax.train.fit` folds each step into for dropout, and what a
+  run's checkpoint saves.
+  """
+  init_rng, run_rng = jax.random.split(jax.random.key(config.seed))
+  return init_rng, run_rng
+
+
 def train_classifier(network, *, train: Split, val: Split, config: TrainConfig, mesh: Mesh,
                      stage: str, log: Callable[[str], Any] | None = print,
                      hooks: Sequence[EpochHook] = (), workdir: str | os.PathLike | None = None,
@@ -156,7 +166,7 @@ def train_classifier(network, *, train: Split, val: Split, config: TrainConfig, 
   Returns:
     The :class:`FitResult` with the best validation epoch's state.
   """
-  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
+  init_rng, dropout_rng = stage_keys(config)
   state = create_state(network, jnp.asarray(train["inputs"][:1]), config,
                        rng=init_rng if variables is None else None, variables=variables)
   stopper = None

@@ -73,23 +73,22 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
   """
   if 0 < setup.gpus_per_trial < 1:  # several trials share a GPU: preallocate only our share
     set_gpu_memory_defaults(fraction=f"{0.9 * setup.gpus_per_trial:.3f}")
-  import jax
   from ray import tune
 
   from merjax import parallel
   from merjax.train.checkpoint import Checkpointer, restore_run
-  from merjax.train.stages import stage_network, train_classifier
+  from merjax.train.stages import stage_keys, stage_network, train_classifier
 
   config = apply_point(setup.train, point)
   settings = {"stage": setup.stage, **config.to_dict()}
   checkpoint = tune.get_checkpoint()
-  # A trial resumes its state and stopper only: train_classifier derives the dropout key from
-  # the seed and folds in the restored step. The key saved with the run is this template.
-  key_template = jax.random.key(config.seed)
+  # The run key train_classifier gives fit: saved with the trial like a work dir's, and the
+  # template of the restore (a trial resumes its state and stopper; the key is the seed's).
+  _, run_key = stage_keys(config)
 
   def resume(state):
     with checkpoint.as_directory() as directory:
-      restored = restore_run(directory, state=state, rng=key_template, config=settings)
+      restored = restore_run(directory, state=state, rng=run_key, config=settings)
     return restored.state, restored.stopper
 
   def report(epoch: int, record: dict, state, stopper) -> None:
@@ -99,7 +98,7 @@ def run_trial(point: dict, *, setup: TrialSetup, data: StageArrays) -> None:
       return
     with tempfile.TemporaryDirectory(prefix="merjax-trial-") as directory:
       with Checkpointer(directory, config=settings) as checkpoints:  # Ray keeps the history
-        checkpoints.save(next_epoch=epoch + 1, state=state, best_state=state, rng=key_template,
+        checkpoints.save(next_epoch=epoch + 1, state=state, best_state=state, rng=run_key,
                          stopper=stopper, history=[])
       tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
